@@ -1,0 +1,230 @@
+/* ring.c - batched fast paths over liburing for uringkit.ring (see ring.h for the user_data codec). */
+#define _GNU_SOURCE /* struct statx */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring.h"
+
+_Static_assert(UK_REAP_MAX == sizeof(((struct uk_reaped *)0)->res) / sizeof(int32_t),
+               "UK_REAP_MAX must match the arrays cffi sees in struct uk_reaped");
+
+struct uk_ring {
+    struct io_uring ring;
+    struct uk_reaped out;
+    int32_t *batch_res[UK_MAX_BATCHES];  /* where each batch's results go; NULL = slot free */
+    uint32_t batch_n[UK_MAX_BATCHES];    /* operations prepared in the batch (bounds the index) */
+    uint32_t batch_left[UK_MAX_BATCHES]; /* completions still to come */
+};
+
+struct uk_ring *uk_ring_new(unsigned entries, unsigned setup_flags, unsigned sq_thread_idle_ms, int *err)
+{
+    struct io_uring_params p;
+    struct uk_ring *r = calloc(1, sizeof *r);
+    if (!r) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    memset(&p, 0, sizeof p);
+    p.flags = setup_flags;
+    p.sq_thread_idle = sq_thread_idle_ms;
+    *err = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (*err < 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void uk_ring_free(struct uk_ring *r)
+{
+    if (!r)
+        return;
+    io_uring_queue_exit(&r->ring);
+    free(r);
+}
+
+struct io_uring *uk_ring_io(struct uk_ring *r) { return &r->ring; }
+
+struct uk_reaped *uk_ring_out(struct uk_ring *r) { return &r->out; }
+
+/* A free SQE, handing the queued ones to the kernel first when the submission queue is full, so that a burst
+ * larger than the ring is submitted in pieces rather than lost. NULL only if the kernel refuses the submit. */
+struct io_uring_sqe *uk_get_sqe(struct uk_ring *r)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (sqe)
+        return sqe;
+    if (io_uring_submit(&r->ring) < 0)
+        return NULL;
+    if (r->ring.flags & IORING_SETUP_SQPOLL)
+        io_uring_sqring_wait(&r->ring); /* the poller thread, not our submit, frees the slots */
+    return io_uring_get_sqe(&r->ring);
+}
+
+void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags)
+{
+    io_uring_sqe_set_data64(sqe, user_data);
+    io_uring_sqe_set_flags(sqe, sqe_flags);
+}
+
+/* PREP(call) takes an SQE, runs liburing's prep helper on it, then stamps user_data and flags (after the helper,
+ * which clears sqe->flags). Spelled out once here so each wrapper below is the liburing call and nothing else. */
+#define PREP(call)                                                                                                \
+    do {                                                                                                          \
+        struct io_uring_sqe *sqe;                                                                                 \
+        if (!r)                                                                                                   \
+            return -EBADFD; /* the Python Ring was closed */                                                      \
+        sqe = uk_get_sqe(r);                                                                                      \
+        if (!sqe)                                                                                                 \
+            return -EBUSY;                                                                                        \
+        call;                                                                                                     \
+        uk_sqe_finish(sqe, ud, fl);                                                                               \
+        return 0;                                                                                                 \
+    } while (0)
+
+int uk_prep_nop(struct uk_ring *r, uint64_t ud, unsigned fl) { PREP(io_uring_prep_nop(sqe)); }
+int uk_prep_read(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off)
+{ PREP(io_uring_prep_read(sqe, fd, buf, n, off)); }
+int uk_prep_write(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off)
+{ PREP(io_uring_prep_write(sqe, fd, buf, n, off)); }
+int uk_prep_readv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
+                  uint64_t off)
+{ PREP(io_uring_prep_readv(sqe, fd, iov, n, off)); }
+int uk_prep_writev(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
+                   uint64_t off)
+{ PREP(io_uring_prep_writev(sqe, fd, iov, n, off)); }
+int uk_prep_read_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off,
+                       int buf_index)
+{ PREP(io_uring_prep_read_fixed(sqe, fd, buf, n, off, buf_index)); }
+int uk_prep_write_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n,
+                        uint64_t off, int buf_index)
+{ PREP(io_uring_prep_write_fixed(sqe, fd, buf, n, off, buf_index)); }
+int uk_prep_openat(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags, unsigned mode)
+{ PREP(io_uring_prep_openat(sqe, dfd, path, flags, mode)); }
+int uk_prep_close(struct uk_ring *r, uint64_t ud, unsigned fl, int fd) { PREP(io_uring_prep_close(sqe, fd)); }
+int uk_prep_fsync(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned fsync_flags)
+{ PREP(io_uring_prep_fsync(sqe, fd, fsync_flags)); }
+int uk_prep_statx(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags,
+                  unsigned mask, struct statx *out)
+{ PREP(io_uring_prep_statx(sqe, dfd, path, flags, mask, out)); }
+int uk_prep_accept(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, int multishot, int sock_flags)
+{
+    if (multishot)
+        PREP(io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, sock_flags));
+    PREP(io_uring_prep_accept(sqe, fd, NULL, NULL, sock_flags));
+}
+int uk_prep_connect(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct sockaddr *addr,
+                    unsigned addrlen)
+{ PREP(io_uring_prep_connect(sqe, fd, addr, addrlen)); }
+int uk_prep_recv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, size_t n, int msg_flags)
+{ PREP(io_uring_prep_recv(sqe, fd, buf, n, msg_flags)); }
+int uk_prep_send(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, size_t n, int msg_flags)
+{ PREP(io_uring_prep_send(sqe, fd, buf, n, msg_flags)); }
+int uk_prep_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts, unsigned count)
+{ PREP(io_uring_prep_timeout(sqe, ts, count, 0)); }
+int uk_prep_link_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts)
+{ PREP(io_uring_prep_link_timeout(sqe, ts, 0)); }
+int uk_prep_cancel(struct uk_ring *r, uint64_t ud, unsigned fl, uint64_t target, int cancel_flags)
+{ PREP(io_uring_prep_cancel64(sqe, target, cancel_flags)); }
+int uk_prep_poll_add(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned mask)
+{ PREP(io_uring_prep_poll_add(sqe, fd, mask)); }
+
+int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
+                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index)
+{
+    unsigned i;
+    if (!r)
+        return -EBADFD;
+    if (slot >= UK_MAX_BATCHES || r->batch_res[slot])
+        return -EINVAL;
+    if (op != UK_OP_NOP && (!buf || !offsets))
+        return -EINVAL;
+    for (i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = uk_get_sqe(r);
+        char *p = buf ? buf + (size_t)i * size : NULL;
+        if (!sqe)
+            break;
+        switch (op) {
+        case UK_OP_NOP: io_uring_prep_nop(sqe); break;
+        case UK_OP_READ: io_uring_prep_read(sqe, fd, p, size, offsets[i]); break;
+        case UK_OP_WRITE: io_uring_prep_write(sqe, fd, p, size, offsets[i]); break;
+        case UK_OP_READ_FIXED: io_uring_prep_read_fixed(sqe, fd, p, size, offsets[i], buf_index); break;
+        case UK_OP_WRITE_FIXED: io_uring_prep_write_fixed(sqe, fd, p, size, offsets[i], buf_index); break;
+        default: return i ? (int)i : -EINVAL; /* op is checked before the loop by the caller; belt and braces */
+        }
+        uk_sqe_finish(sqe, UK_BATCH_BIT | (uint64_t)slot << 32 | i, sqe_flags);
+    }
+    if (i) {
+        r->batch_res[slot] = results;
+        r->batch_n[slot] = i;
+        r->batch_left[slot] = i;
+    }
+    return (int)i;
+}
+
+static void settle_batch_cqe(struct uk_ring *r, const struct io_uring_cqe *cqe)
+{
+    unsigned slot = (unsigned)(cqe->user_data >> 32) & 0xffff;
+    uint32_t idx = (uint32_t)cqe->user_data;
+    if (slot >= UK_MAX_BATCHES || !r->batch_res[slot] || idx >= r->batch_n[slot])
+        return; /* not ours (cannot happen unless user_data was forged): drop rather than scribble */
+    r->batch_res[slot][idx] = cqe->res;
+    if (--r->batch_left[slot] == 0) {
+        r->out.batches_done[r->out.n_batches_done++] = slot;
+        r->batch_res[slot] = NULL;
+    }
+}
+
+/* Optionally submit, optionally wait for wait_nr completions (timeout_ns < 0: no timeout), then consume every
+ * ready CQE: batch results go straight into their batch's array, single-op ones into r->out. Returns the number
+ * of single-op completions in r->out (finished batches are counted in r->out.n_batches_done), or -errno (-EINTR
+ * included, so Python can run its signal handlers and retry). */
+int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, count = 0;
+    int ret;
+
+    if (!r)
+        return -EBADFD;
+    if (wait_nr) {
+        struct __kernel_timespec ts, *tsp = NULL;
+        if (timeout_ns >= 0) {
+            ts.tv_sec = timeout_ns / 1000000000;
+            ts.tv_nsec = timeout_ns % 1000000000;
+            tsp = &ts;
+        }
+        if (submit)
+            ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, wait_nr, tsp, NULL);
+        else
+            ret = io_uring_wait_cqes(&r->ring, &cqe, wait_nr, tsp, NULL);
+        if (ret < 0 && ret != -ETIME) /* -ETIME: the wait timed out; take what is there */
+            return ret;
+    } else if (submit) {
+        ret = io_uring_submit(&r->ring);
+        if (ret < 0)
+            return ret;
+    }
+
+    r->out.n = 0;
+    r->out.n_batches_done = 0;
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+        if (cqe->user_data == LIBURING_UDATA_TIMEOUT) {
+            /* liburing's own wait timeout (old kernels only): not a request of ours */
+        } else if (cqe->user_data & UK_BATCH_BIT) {
+            settle_batch_cqe(r, cqe);
+        } else {
+            unsigned k = r->out.n;
+            if (k == UK_REAP_MAX)
+                break; /* the rest stay in the CQ for the next call */
+            r->out.user_data[k] = cqe->user_data;
+            r->out.res[k] = cqe->res;
+            r->out.flags[k] = cqe->flags;
+            r->out.n = k + 1;
+        }
+        count++;
+    }
+    io_uring_cq_advance(&r->ring, count);
+    return (int)r->out.n;
+}

@@ -1,0 +1,82 @@
+/* ring.h - batched fast paths over liburing for uringkit.ring.
+ *
+ * Python pays roughly 0.1-0.2 us per call into C, so a loop that prepares one SQE and reaps one CQE per Python
+ * call spends more time in the interpreter than in the kernel. These helpers move the two hot loops into C:
+ * preparing many reads/writes/NOPs at once (uk_prep_batch) and reaping every ready completion at once (uk_reap).
+ *
+ * user_data layout (the codec; uringkit/ring.py mirrors it):
+ *
+ *   63 62          48 47            32 31                              0
+ *  +--+--------------+----------------+--------------------------------+
+ *  | 1|   reserved   |   batch slot   |        index within batch      |   batch operation
+ *  +--+--------------+----------------+--------------------------------+
+ *  | 0|                         token (63 bits)                        |   single operation
+ *  +--+----------------------------------------------------------------+
+ *
+ * All ones (LIBURING_UDATA_TIMEOUT) is liburing's own internal timeout on kernels without EXT_ARG: skipped.
+ */
+#ifndef URINGKIT_RING_H
+#define URINGKIT_RING_H
+
+#include <stdint.h>
+#include <liburing.h>
+
+#define UK_BATCH_BIT (1ULL << 63)
+#define UK_MAX_BATCHES 1024  /* batches in flight at once; each costs 16 bytes here */
+#define UK_REAP_MAX 1024     /* single-op completions returned by one uk_reap call */
+
+/* cffi-begin */
+enum uk_batch_op { UK_OP_NOP, UK_OP_READ, UK_OP_WRITE, UK_OP_READ_FIXED, UK_OP_WRITE_FIXED };
+
+struct uk_reaped {
+    unsigned n;                 /* single-op completions below */
+    unsigned n_batches_done;    /* batches whose last completion arrived in this call */
+    uint64_t user_data[1024];   /* 1024 == UK_REAP_MAX (cffi's cdef cannot read macros) */
+    int32_t res[1024];
+    uint32_t flags[1024];
+    uint32_t batches_done[1024];
+};
+
+struct uk_ring;  /* opaque: a struct io_uring plus the batch table and the reap buffer */
+
+struct uk_ring *uk_ring_new(unsigned entries, unsigned setup_flags, unsigned sq_thread_idle_ms, int *err);
+void uk_ring_free(struct uk_ring *r);
+struct io_uring *uk_ring_io(struct uk_ring *r);
+struct uk_reaped *uk_ring_out(struct uk_ring *r);
+struct io_uring_sqe *uk_get_sqe(struct uk_ring *r);
+void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags);
+/* One call per operation: take an SQE (submitting first if the queue is full), prepare it with liburing's
+ * helper, stamp user_data and flags. 0 on success, -EBUSY if no SQE could be had, -EBADFD if r is NULL (the
+ * Python Ring was closed: it swaps its pointer for NULL, so a use after close is an error, never a crash). */
+int uk_prep_nop(struct uk_ring *r, uint64_t ud, unsigned fl);
+int uk_prep_read(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off);
+int uk_prep_write(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off);
+int uk_prep_readv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
+                  uint64_t off);
+int uk_prep_writev(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
+                   uint64_t off);
+int uk_prep_read_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off,
+                       int buf_index);
+int uk_prep_write_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n,
+                        uint64_t off, int buf_index);
+int uk_prep_openat(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags, unsigned mode);
+int uk_prep_close(struct uk_ring *r, uint64_t ud, unsigned fl, int fd);
+int uk_prep_fsync(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned fsync_flags);
+int uk_prep_statx(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags,
+                  unsigned mask, struct statx *out);
+int uk_prep_accept(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, int multishot, int sock_flags);
+int uk_prep_connect(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct sockaddr *addr,
+                    unsigned addrlen);
+int uk_prep_recv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, size_t n, int msg_flags);
+int uk_prep_send(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, size_t n, int msg_flags);
+int uk_prep_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts, unsigned count);
+int uk_prep_link_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts);
+int uk_prep_cancel(struct uk_ring *r, uint64_t ud, unsigned fl, uint64_t target, int cancel_flags);
+int uk_prep_poll_add(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned mask);
+
+int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
+                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index);
+int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns);
+/* cffi-end */
+
+#endif

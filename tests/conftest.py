@@ -1,0 +1,20 @@
+import os
+
+import pytest
+
+from uringkit import env
+
+
+@pytest.fixture(scope="session")
+def caps():
+    return env.probe()
+
+
+@pytest.fixture(autouse=True)
+def _no_fd_leak(request):
+    """Every test leaves the process's file descriptors as it found them."""
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    leaked = set(os.listdir("/proc/self/fd")) - before
+    targets = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not targets, f"file descriptors leaked: {targets}"
