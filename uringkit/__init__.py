@@ -4,7 +4,7 @@ Chapters import it as ``import uringkit as uk`` and call ``uk.setup_notebook()``
 pinned here; private modules start with ``_``.
 """
 
-from . import env, ring
+from . import blocking, env, processes, readiness, ring
 from ._notebook import QUICK, quick, setup_notebook, show, show_source
 from .env import environment_report
 from .ring import Ring
@@ -12,5 +12,6 @@ from .ring import Ring
 __version__ = "0.1.0"
 
 __all__ = [
-    "QUICK", "Ring", "env", "environment_report", "quick", "ring", "setup_notebook", "show", "show_source",
+    "QUICK", "Ring", "blocking", "env", "environment_report", "processes", "quick", "readiness", "ring",
+    "setup_notebook", "show", "show_source",
 ]
