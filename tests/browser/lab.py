@@ -1,0 +1,44 @@
+"""Driving JupyterLab the way a reader does: open a notebook, Run All, wait for the kernel, read the page."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots kept for a person to look at
+
+# JupyterLab 4's DOM: each cell's input prompt shows "[*]:" while it runs; error outputs carry this MIME type.
+RUNNING_PROMPT = ".jp-InputArea-prompt:text('[*]')"
+ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+
+
+def open_notebook(page, base: str, token: str, path: str) -> None:
+    page.goto(f"{base}/lab/tree/{path}?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # The kernel must be connected before Run All, or the command is queued behind the kernel dialog.
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+
+
+def run_all(page, timeout_s: float = 600) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_timeout(1000)
+    while time.monotonic() < deadline:
+        busy = page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']").count()
+        unrun = page.locator(".jp-CodeCell .jp-InputArea-prompt").filter(has_text="[*]").count()
+        if not busy and not unrun:
+            return
+        page.wait_for_timeout(500)
+    raise TimeoutError(f"cells still running after {timeout_s} s")
+
+
+def error_texts(page) -> list[str]:
+    """Tracebacks and widget failures visible on the page (the reader would see these)."""
+    errors = [e.inner_text()[:2000] for e in page.locator(ERROR_OUTPUT).all() if "Traceback" in e.inner_text()
+              or "Error" in e.inner_text()]
+    body = page.locator("body").inner_text()
+    if "Error displaying widget" in body:
+        errors.append("Error displaying widget")
+    return errors
