@@ -77,7 +77,7 @@ METRICS = {
     "p90_ms": Metric("90th percentile latency", "ms", lambda r: r.p90_ms, short="p90"),
     "p99_ms": Metric("99th percentile latency", "ms", lambda r: r.p99_ms, short="p99"),
     "errors": Metric("failed requests", "% of requests", _error_percent, short="errors"),
-    "timeouts": Metric("timeouts per second", "1/s",
+    "timeouts": Metric("timeouts", "per second",
                        lambda r: None if r.timeouts is None or not r.duration_s else r.timeouts / r.duration_s,
                        short="timeouts"),
     "cpu_us_per_request": Metric("server CPU per request", "µs", lambda r: r.cpu_us_per_request, short="CPU"),
@@ -179,8 +179,12 @@ def _chart(results: Results, metric_names: Sequence[str], range: str, log: bool 
     return fig
 
 
+def _tick(v: float, _=None) -> str:
+    return f"{v:,.0f}" if v >= 10 else f"{v:g}"
+
+
 def _axes(ax, metric: Metric, lo: int, hi: int | None, loglog: bool, panel_title: str | None) -> None:
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     ax.set_xlabel("concurrent clients")
     ax.set_ylabel(metric.axis)
@@ -189,13 +193,15 @@ def _axes(ax, metric: Metric, lo: int, hi: int | None, loglog: bool, panel_title
     if loglog:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        # within one decade a log axis has no major tick to read: label the minor ones too (plainly)
+        ax.yaxis.set_minor_formatter(FuncFormatter(_tick) if high / low < 10 else NullFormatter())
     else:
         ax.set_xlim(0 if lo <= 1 else lo, hi)
         ax.set_ylim(bottom=0)
-    thousands = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
-    ax.xaxis.set_major_formatter(thousands)
-    if metric.unit == "req/s":
-        ax.yaxis.set_major_formatter(thousands)
+    ax.xaxis.set_major_formatter(FuncFormatter(_tick))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(_tick))
 
 
 def _as_results(results) -> Results:
