@@ -422,3 +422,21 @@ def test_sweep_of_a_real_server_with_the_real_load_generator():
         pytest.skip("the C epoll server is not on this branch yet")
     results = sweep("epoll", "c", (2, 20), duration=0.3, progress=False, load=load.load, workers=4)
     assert all(r.ok and r.completed > 0 and r.server_cpu_s > 0 for r in results), results
+
+
+@pytest.mark.parametrize("modname", ["uringkit.bench", "uringkit.plots", "uringkit.widgets"])
+def test_public_helpers_are_documented_and_name_their_chapter(modname):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(modname)
+    assert "chapter 04" in mod.__doc__
+    for name in mod.__all__:
+        obj = getattr(mod, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert "chapter 04" in (inspect.getdoc(obj) or ""), f"{modname}.{name}"
+        if inspect.isclass(obj):
+            for member, value in vars(obj).items():
+                func = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                if not member.startswith("_") and inspect.isfunction(func):
+                    assert inspect.getdoc(func), f"{modname}.{name}.{member} has no docstring"

@@ -93,6 +93,7 @@ class Record:
 
     @property
     def ok(self) -> bool:
+        """True when the point was measured without failing."""
         return not self.error
 
     @property
@@ -144,6 +145,7 @@ class Results(Sequence):
         return f"<Results: {len(self)} records; models {models}>"
 
     def append(self, record: Record) -> None:
+        """Add one record at the end."""
         self._records.append(record)
 
     @property
@@ -153,6 +155,7 @@ class Results(Sequence):
 
     @property
     def impls(self) -> tuple[str, ...]:
+        """The implementations present ("c", "py", "2019"), in order of first appearance."""
         return tuple(dict.fromkeys(r.impl for r in self._records))
 
     # --- selecting and summarising ---------------------------------------------------------------------------

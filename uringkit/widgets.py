@@ -99,6 +99,7 @@ class Explorer:
                                        impls=s.impls, log=log)
 
     def alt(self) -> str:
+        """Alt text of the current figure (``uringkit.plots.alt_text``)."""
         return plots.alt_text(self.figure)
 
     # --- the ipywidgets view ---------------------------------------------------------------------------------
@@ -160,7 +161,8 @@ def explore(results=None, *, static: bool = False, **state) -> Explorer:
 
 
 class LiveView:
-    """A chart redrawn in one output area as a sweep's records arrive (``sweep(on_record=view.update)``)."""
+    """A chart redrawn in one output area as a sweep's records arrive (``sweep(on_record=view.update)``);
+    ``live_sweep`` uses it (chapter 04)."""
 
     def __init__(self, metric: str = "rps", range: str = "all", *, static: bool = False, **chart_kw):
         self.metric, self.range, self.chart_kw = metric, range, chart_kw
@@ -174,6 +176,7 @@ class LiveView:
             display(self.output)
 
     def update(self, results: Results) -> None:
+        """Redraw the chart from every record so far."""
         self.figure = plots.concurrency_chart(results, self.metric, self.range, **self.chart_kw)
         self.redraws += 1
         if self.output is not None:
