@@ -347,12 +347,17 @@ def test_nothing_completed_and_exceptions_are_recorded_not_raised():
     assert [r.error for r in results] == ["OSError: [Errno 24] Too many open files"] * 2
     assert results[0].rps is None and len(factory.started) == 2   # restarted after each failure
 
+    starts = []
+
     def no_server(model, impl, **kw):
+        starts.append(model)
         raise RuntimeError("alpha/py server exited with status 1:\nbind failed")
 
-    results, _, load = run(models=("alpha",), grid=(1,), factory=no_server)
-    assert results[0].error == "server did not start: RuntimeError: alpha/py server exited with status 1: bind failed"
-    assert load.calls == []
+    results, _, load = run(models=("alpha",), grid=(1, 2, 3), factory=no_server)
+    why = "RuntimeError: alpha/py server exited with status 1: bind failed"
+    assert [r.error for r in results] == [f"server did not start: {why}"] * 2 + [
+        f"server did not start (2 attempts, not retried): {why}"]
+    assert load.calls == [] and len(starts) == bench.START_ATTEMPTS
 
 
 def test_server_keywords_reach_the_server_and_the_record():
@@ -440,3 +445,10 @@ def test_public_helpers_are_documented_and_name_their_chapter(modname):
                 func = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
                 if not member.startswith("_") and inspect.isfunction(func):
                     assert inspect.getdoc(func), f"{modname}.{name}.{member} has no docstring"
+
+
+def test_to_pandas_gives_one_column_per_field():
+    pd = pytest.importorskip("pandas")
+    frame = Results([_rec(rps=1.0), _rec(concurrency=20, error="x")]).to_pandas()
+    assert list(frame.columns) == list(bench.FIELDS) and len(frame) == 2
+    assert isinstance(frame, pd.DataFrame)

@@ -35,6 +35,7 @@ DURATION_S = 10.0        # per point: long enough that 1 s and 3 s SYN retries s
 QUICK_DURATION_S = 0.5
 SETTLE_TIMEOUT_S = 5.0   # after a point, wait at most this long for the server to close its leftover connections
 SETTLE_POLL_S = 0.05
+START_ATTEMPTS = 2       # a model whose server fails to start this many times in a row is not started again
 DATA = REPO / "data"
 REFERENCE_CSV = DATA / "reference_sweep.csv"
 DIGITIZED_CSV = DATA / "loti_2019_digitized.csv"
@@ -295,10 +296,21 @@ class _Servers:
         if server_cpus:
             self.server_kw["cpus"] = tuple(server_cpus)
         self.running: dict[str, object] = {}
+        self.start_failures: dict[str, tuple[int, str]] = {}
 
     def get(self, model: str):
+        """The model's server, started if need be; raises RuntimeError saying why it cannot be had."""
+        failures, why = self.start_failures.get(model, (0, ""))
+        if failures >= START_ATTEMPTS:
+            # a missing feature (io_uring refused, say) fails every start alike: do not pay for it at every point
+            raise RuntimeError(f"server did not start ({failures} attempts, not retried): {why}")
         if model not in self.running:
-            self.running[model] = self.factory(model, self.impl, **self.server_kw)
+            try:
+                self.running[model] = self.factory(model, self.impl, **self.server_kw)
+            except Exception as exc:
+                self.start_failures[model] = (failures + 1, _one_line(exc))
+                raise RuntimeError(f"server did not start: {_one_line(exc)}") from exc
+            self.start_failures.pop(model, None)
         return self.running[model]
 
     def discard(self, model: str) -> None:
@@ -310,8 +322,14 @@ class _Servers:
         return self
 
     def __exit__(self, *exc) -> None:
+        errors = []
         for model in list(self.running):
-            self.discard(model)
+            try:
+                self.discard(model)
+            except Exception as error:  # stop the others all the same, then report the first failure
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
 
 def _settle(server) -> None:
@@ -319,7 +337,10 @@ def _settle(server) -> None:
     land in the next point's measurement of another server."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while time.monotonic() < deadline and getattr(server, "running", True):
-        if getattr(server.statistics(), "open_connections", 0) == 0:
+        try:
+            if getattr(server.statistics(), "open_connections", 0) == 0:
+                return
+        except (OSError, RuntimeError):  # it died meanwhile: the next point finds out and restarts it
             return
         time.sleep(SETTLE_POLL_S)
 
@@ -328,8 +349,8 @@ def _measure(servers: _Servers, load, model: str, concurrency: int, base: dict, 
     """One point. Never raises an Exception: a failure becomes the record's ``error`` and the server restarts."""
     try:
         server = servers.get(model)
-    except Exception as exc:
-        return Record(**base, error=f"server did not start: {_one_line(exc)}")
+    except RuntimeError as exc:
+        return Record(**base, error=str(exc))
     try:
         before = server.statistics()
         result = load(server.url + base["route"], concurrency, **load_kw)
