@@ -80,8 +80,8 @@ METRICS = {
     "timeouts": Metric("timeouts", "per second",
                        lambda r: None if r.timeouts is None or not r.duration_s else r.timeouts / r.duration_s,
                        short="timeouts"),
-    "cpu_us_per_request": Metric("server CPU per request", "µs", lambda r: r.cpu_us_per_request, short="CPU"),
-    "switches_per_request": Metric("server context switches per request", "switches", _per_request(_switches),
+    "cpu_us_per_request": Metric("server CPU", "µs per request", lambda r: r.cpu_us_per_request, short="CPU"),
+    "switches_per_request": Metric("server context switches", "per request", _per_request(_switches),
                                    short="switches"),
 }
 
@@ -147,7 +147,9 @@ def _chart(results: Results, metric_names: Sequence[str], range: str, log: bool 
     with mpl.rc_context(STYLE):
         size = CHART_SIZE if single else (PANEL_SIZE[0] * len(metric_names), PANEL_SIZE[1])
         fig = Figure(figsize=size, facecolor="white", layout="constrained")
-        axes = fig.subplots(1, len(metric_names), squeeze=False)[0]
+        # panels in one unit (the latency percentiles) share their y axis, so heights compare across panels
+        same_unit = len({METRICS[m].unit for m in metric_names}) == 1
+        axes = fig.subplots(1, len(metric_names), squeeze=False, sharey=same_unit and not single)[0]
         fig.uk_series, fig.uk_failed, has_2019, kinds = {}, {}, False, {}
         for ax, name in zip(axes, metric_names):
             metric = METRICS[name]
