@@ -38,9 +38,18 @@ def jupyter_lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a token, serving the repository; yields its base URL with the token."""
     port, token = _free_port(), secrets.token_hex(16)
     runtime = tmp_path_factory.mktemp("jupyter-runtime")
+    settings = tmp_path_factory.mktemp("lab-settings")
+    # Render every cell (JupyterLab 4 virtualises off-screen cells by default, hiding their outputs from the DOM)
+    # and ask no questions about news: the test reads the whole page as a reader would scroll through it.
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        '{"windowingMode": "none"}')
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false"}')
     env = {**os.environ, "URINGKIT_QUICK": "1", "JUPYTER_RUNTIME_DIR": str(runtime)}
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--ServerApp.token={token}", f"--ServerApp.root_dir={ROOT}", "--LabApp.news_url=",
+           f"--ServerApp.token={token}", f"--ServerApp.root_dir={ROOT}", f"--LabApp.user_settings_dir={settings}",
            "--allow-root"]  # CI runs as root; the server is bound to loopback and needs the token
     log = open(tmp_path_factory.mktemp("jupyter-log") / "lab.log", "w+")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -16,6 +16,11 @@ ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.st
 def open_notebook(page, base: str, token: str, path: str) -> None:
     page.goto(f"{base}/lab/tree/{path}?token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # A notebook whose kernel is not running yet may ask which kernel to start; a reader clicks "Select".
+    page.wait_for_timeout(1500)
+    dialog = page.locator(".jp-Dialog").filter(has_text="Select Kernel")
+    if dialog.count():
+        dialog.get_by_role("button", name="Select", exact=True).click()
     # The kernel must be connected before Run All, or the command is queued behind the kernel dialog.
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
 
@@ -35,10 +40,9 @@ def run_all(page, timeout_s: float = 600) -> None:
 
 
 def error_texts(page) -> list[str]:
-    """Tracebacks and widget failures visible on the page (the reader would see these)."""
-    errors = [e.inner_text()[:2000] for e in page.locator(ERROR_OUTPUT).all() if "Traceback" in e.inner_text()
-              or "Error" in e.inner_text()]
-    body = page.locator("body").inner_text()
-    if "Error displaying widget" in body:
+    """Tracebacks and widget failures visible on the page (the reader would see these), read in one go."""
+    errors = page.evaluate("""(sel) => Array.from(document.querySelectorAll(sel))
+        .map(e => e.innerText).filter(t => /Traceback|Error/.test(t)).map(t => t.slice(0, 2000))""", ERROR_OUTPUT)
+    if "Error displaying widget" in page.evaluate("() => document.body.innerText"):
         errors.append("Error displaying widget")
     return errors
