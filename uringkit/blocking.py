@@ -82,11 +82,25 @@ class BlockedReader:
                 return st
             time.sleep(0.01)
 
-    def feed(self, n: int, pause: float = 0.001) -> None:
-        """Write ``n`` bytes one at a time, pausing so the child blocks again between them."""
+    def feed(self, n: int, pause: float | None = None) -> None:
+        """Write ``n`` bytes one at a time. By default wait, after each, until the child has read it and blocked
+        again (its voluntary switch count moved on), so every byte is one wake-up even on a busy machine; with
+        ``pause`` just sleep that long between bytes (``pause=0``: write them back to back)."""
         for _ in range(n):
+            before = self.state().voluntary_switches if pause is None else 0
             os.write(self._write_end, b"x")
-            time.sleep(pause)
+            if pause is None:
+                self._wait_for_block_after(before)
+            elif pause:
+                time.sleep(pause)
+
+    def _wait_for_block_after(self, switches: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state()
+            if st.voluntary_switches > switches and st.state == "S":
+                return
+            time.sleep(0.0002)
 
     def close(self) -> None:
         if self._write_end >= 0:
