@@ -8,13 +8,14 @@ test_ring_advanced.py, batches and the randomized stress test in test_ring_batch
 import errno
 import gc
 import os
+import signal
 import socket
 import time
 import weakref
 
 import pytest
 
-from uringkit.ring import Completion, Ring, RingClosedError, check
+from uringkit.ring import Completion, Ring, RingClosedError, UringUnavailable, check, probe, supports
 
 WAIT = 5.0  # seconds any single expected completion may take before the test fails instead of hanging
 
@@ -288,3 +289,71 @@ def test_garbage_collected_ring_closes_itself(caps):
     gc.collect()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_close_drops_what_was_reaped_but_not_handed_out(caps):
+    require_io_uring(caps)
+    ring = Ring(8)
+    ring.nop()
+    ring.nop()
+    assert ring.wait_cqe(timeout=WAIT) is not None   # the second completion was reaped in the same call
+    ring.close()
+    with pytest.raises(RingClosedError):
+        ring.wait_cqe()
+
+
+# --- signals: a wait with no timeout can still be interrupted (Ctrl-C) ------------------------------------------
+class Interrupted(Exception):
+    pass
+
+
+def test_a_signal_handler_that_raises_interrupts_wait_cqe(ring):
+    def handler(signum, frame):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        with pytest.raises(Interrupted):
+            ring.wait_cqe()                          # nothing in flight: only the signal can end this wait
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_signal_handler_that_returns_lets_the_wait_go_on(ring):
+    hits = []
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: hits.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        ring.timeout(0.1, user_data="t")
+        assert ring.wait_cqe().user_data == "t"      # EINTR was retried, not raised
+        assert hits == [signal.SIGALRM]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# --- setup errors and the capability probe ------------------------------------------------------------------------
+def test_invalid_entries_is_an_oserror(caps):
+    require_io_uring(caps)
+    with pytest.raises(OSError) as exc:
+        Ring(0)
+    assert exc.value.errno == errno.EINVAL
+
+
+def test_disable_switch_makes_ring_unavailable(monkeypatch):
+    monkeypatch.setenv("URINGKIT_DISABLE_IO_URING", "1")
+    with pytest.raises(UringUnavailable) as exc:
+        Ring(8)
+    assert "URINGKIT_DISABLE_IO_URING" in str(exc.value)
+
+
+def test_supports_asks_the_kernel_probe(caps):
+    assert supports("nop") == caps.io_uring
+    assert supports("NOP") == supports("nop")
+    with pytest.raises(ValueError):
+        supports("no_such_op")
+    assert probe() == caps.opcodes

@@ -102,6 +102,17 @@ def test_cqe_skip_success_posts_only_failures(ring):
     ring.nop(user_data="marker")
     got = by_user_data(drain(ring, 2))
     assert set(got) == {"failed", "marker"} and got["failed"].res == -errno.EBADF
+    assert ring.in_flight == 0                        # the skipped NOP owes no completion
+
+
+def test_close_does_not_wait_for_a_skipped_completion(caps):
+    require_io_uring(caps)
+    ring = Ring(8)
+    ring.nop(flags=SqeFlags.CQE_SKIP_SUCCESS)
+    ring.submit()
+    t0 = time.monotonic()
+    ring.close()
+    assert time.monotonic() - t0 < 0.5
 
 
 # --- fixed files --------------------------------------------------------------------------------------------------

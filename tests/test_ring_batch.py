@@ -51,6 +51,14 @@ def test_read_batch_lands_each_read_in_its_slice(ring, data_file):
         assert buf[i * BLOCK:(i + 1) * BLOCK] == bytes([offset // BLOCK % 256]) * BLOCK
 
 
+def test_read_batch_takes_any_sequence_of_offsets(ring, data_file):
+    _, fd = data_file
+    buf = bytearray(4 * BLOCK)
+    batch = ring.read_batch(fd, buf, BLOCK, range(0, 4 * BLOCK, BLOCK))
+    assert ring.wait_batch(batch, timeout=WAIT) and batch.check() == [BLOCK] * 4
+    assert buf == b"".join(bytes([i]) * BLOCK for i in range(4))
+
+
 def test_write_batch_then_read_back(ring, data_file):
     path, fd = data_file
     src = b"".join(bytes([0xA0 + i]) * BLOCK for i in range(3))

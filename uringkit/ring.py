@@ -70,7 +70,8 @@ class UringUnavailable(OSError):
 
 
 class SqeFlags(enum.IntFlag):
-    """Per-SQE flags (``flags=`` of every operation). Values come from the kernel header, not from this file."""
+    """Per-SQE flags (``flags=`` of every operation; chapter 08, "io_uring advanced"). Values come from the kernel
+    header, not from this file."""
 
     NONE = 0
     LINK = lib.IOSQE_IO_LINK            # the next SQE starts only if this one succeeds
@@ -120,7 +121,8 @@ def _iovecs(bufs: Sequence, writable: bool):
 
 
 class Ring:
-    """One io_uring instance: prepare operations, ``submit()``, then reap ``Completion``s.
+    """One io_uring instance: prepare operations, ``submit()``, then reap ``Completion``s (chapter 06, "Inside
+    io_uring"; SQPOLL, links, timeouts, cancellation and registration are chapter 08, "io_uring advanced").
 
     ``entries`` is the submission queue size (the completion queue is twice that). ``sqpoll=True`` starts a kernel
     thread that polls the submission queue, so ``submit()`` needs no system call while that thread is awake; it
@@ -175,6 +177,7 @@ class Ring:
             _ORPHANED.append((list(self._inflight.values()), [b for b in self._batches if b]))
         r, self._r = self._r, _CLOSED  # every later call into C sees NULL and answers -EBADFD
         self._io = self._out = None
+        self._ready.clear()  # a closed ring hands out nothing, not even what it reaped before
         for view in (self._out_user_data, self._out_res, self._out_flags):
             view.release()
         lib.uk_ring_free(r)
@@ -286,7 +289,7 @@ class Ring:
 
     def read_fixed(self, fd: int, buf_index: int, nbytes: int, offset: int = -1, *, buf_offset: int = 0,
                    user_data=None, flags: int = 0) -> int:
-        """Read into registered buffer ``buf_index`` (no per-I/O page pinning: see ``register_buffers``)."""
+        """Read into registered buffer ``buf_index`` (no per-I/O page pinning: see ``register_buffers``; chapter 08)."""
         ptr = self._fixed_slice(buf_index, nbytes, buf_offset)
         token = uk_prep_read_fixed(self._r, flags, fd, ptr, nbytes, offset & U64, buf_index)
         if token < 0:
@@ -296,7 +299,7 @@ class Ring:
 
     def write_fixed(self, fd: int, buf_index: int, nbytes: int, offset: int = -1, *, buf_offset: int = 0,
                     user_data=None, flags: int = 0) -> int:
-        """Write from registered buffer ``buf_index``."""
+        """Write from registered buffer ``buf_index`` (chapter 08)."""
         ptr = self._fixed_slice(buf_index, nbytes, buf_offset)
         token = uk_prep_write_fixed(self._r, flags, fd, ptr, nbytes, offset & U64, buf_index)
         if token < 0:
@@ -344,7 +347,7 @@ class Ring:
                flags: int = 0) -> int:
         """accept4(2); ``res`` is the connection's fd. ``multishot=True`` (kernel 5.19+) keeps accepting: one
         completion per connection, each with ``more`` set until the request ends (a kernel without multishot
-        answers ``-EINVAL``: fall back to one accept per connection)."""
+        answers ``-EINVAL``: fall back to one accept per connection; chapter 08)."""
         token = uk_prep_accept(self._r, flags, fd, multishot, sock_flags)
         if token < 0:
             self._refuse(token)
@@ -380,7 +383,8 @@ class Ring:
         return token
 
     def timeout(self, seconds: float, *, count: int = 0, user_data=None, flags: int = 0) -> int:
-        """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``)."""
+        """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``;
+        chapter 08)."""
         ts = _timespec(seconds)
         token = uk_prep_timeout(self._r, flags, ts, count)
         if token < 0:
@@ -389,7 +393,8 @@ class Ring:
         return token
 
     def link_timeout(self, seconds: float, *, user_data=None, flags: int = 0) -> int:
-        """Cancel the previous SQE (which must carry ``SqeFlags.LINK``) if it has not finished in ``seconds``."""
+        """Cancel the previous SQE (which must carry ``SqeFlags.LINK``) if it has not finished in ``seconds``: it
+        completes with ``-ECANCELED``, this one with ``-ETIME`` (chapter 08)."""
         ts = _timespec(seconds)
         token = uk_prep_link_timeout(self._r, flags, ts)
         if token < 0:
@@ -399,7 +404,8 @@ class Ring:
 
     def cancel(self, target: int, *, user_data=None, flags: int = 0) -> int:
         """Cancel the operation whose token is ``target``: ``res`` 0 if found and cancelled, ``-ENOENT`` if not
-        found, ``-EALREADY`` if it is running and will end by itself; the target completes with ``-ECANCELED``."""
+        found, ``-EALREADY`` if it is running and will end by itself; the target completes with ``-ECANCELED``
+        (chapter 08)."""
         token = uk_prep_cancel(self._r, flags, target, 0)
         if token < 0:
             self._refuse(token)
@@ -415,26 +421,27 @@ class Ring:
         return token
 
     # --- batches: many SQEs per call into C ------------------------------------------------------------------
-    def _batch(self, op: int, n: int, fd: int, buf, size: int, offsets, flags: int, buf_index: int = 0) -> Batch:
-        if self.closed:
-            raise RingClosedError("this Ring is closed")
+    def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int) -> Batch:
         if flags & lib.IOSQE_CQE_SKIP_SUCCESS:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        batch = Batch(n, (buf, offsets))
+        if offsets is None:
+            coffsets = ffi.NULL
+        else:  # ffi.new takes lists and tuples only
+            coffsets = ffi.new("uint64_t[]", offsets if type(offsets) in (list, tuple) else list(offsets))
+        batch = Batch(n, (cbuf, coffsets))  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
         if n == 0:
             batch.done = True
             return batch
-        coffsets = ffi.NULL if offsets is None else ffi.new("uint64_t[]", offsets)
-        cbuf = ffi.NULL if buf is None else buf
         slot = self._free_slots.pop()
-        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, buf_index)
+        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0)
         if got <= 0:
             self._free_slots.append(slot)
+            if self.closed:
+                raise RingClosedError("this Ring is closed")
             raise OSError(errno.EBUSY if got == 0 else -got, "could not prepare the batch")
         batch._slot, batch.n = slot, got
-        batch._keepalive = (buf, offsets, coffsets)
         self._batches[slot] = batch
         self._batches_in_flight += 1
         if got < n:  # the kernel refused a submit half-way: what was prepared stays tracked, the rest is reported
@@ -442,8 +449,8 @@ class Ring:
         return batch
 
     def nop_batch(self, n: int, *, flags: int = 0) -> Batch:
-        """``n`` NOPs in one call."""
-        return self._batch(lib.UK_OP_NOP, n, -1, None, 0, None, flags)
+        """``n`` NOPs in one call (chapter 06 measures what batching buys)."""
+        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags)
 
     def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0) -> Batch:
         """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``."""
@@ -577,7 +584,7 @@ class Ring:
     # --- registration ----------------------------------------------------------------------------------------
     def register_buffers(self, bufs: Sequence) -> None:
         """Pin ``bufs`` once so ``read_fixed``/``write_fixed`` skip per-I/O page pinning; kept alive until
-        ``unregister_buffers`` or close."""
+        ``unregister_buffers`` or close (chapter 08)."""
         iov, keep = _iovecs(bufs, writable=True)
         check(lib.io_uring_register_buffers(self._live_io(), iov, len(bufs)))
         self._registered_buffers = (keep[0], keep[1], iov)
@@ -588,7 +595,8 @@ class Ring:
         self._registered_buffers = None
 
     def register_files(self, fds: Iterable[int]) -> None:
-        """Register ``fds``; then pass an index with ``flags=SqeFlags.FIXED_FILE`` to skip the fd lookup."""
+        """Register ``fds``; then pass an index with ``flags=SqeFlags.FIXED_FILE`` to skip the fd lookup
+        (chapter 08)."""
         fds = list(fds)
         check(lib.io_uring_register_files(self._live_io(), ffi.new("int[]", fds), len(fds)))
         self._registered_files = fds
@@ -611,7 +619,7 @@ class Ring:
         return lib.io_uring_sq_space_left(self._live_io())
 
     def probe(self) -> frozenset[str]:
-        """Names of the operations this kernel supports (``IORING_OP_READ`` -> ``"read"``)."""
+        """Names of the operations this kernel supports (``IORING_OP_READ`` -> ``"read"``; chapter 08)."""
         p = lib.io_uring_get_probe_ring(self._live_io())
         if p == ffi.NULL:
             return frozenset()
@@ -638,7 +646,7 @@ _PROBE_CACHE: frozenset[str] | None = None
 
 
 def probe() -> frozenset[str]:
-    """The operations this kernel's io_uring supports (empty if io_uring is unavailable). Cached."""
+    """The operations this kernel's io_uring supports (empty if io_uring is unavailable; chapter 08). Cached."""
     global _PROBE_CACHE
     if _PROBE_CACHE is None:
         try:
@@ -650,7 +658,8 @@ def probe() -> frozenset[str]:
 
 
 def supports(op: str) -> bool:
-    """Whether the kernel supports io_uring operation ``op`` (``"read"``, ``"accept"``, ``"send_zc"`` ...)."""
+    """Whether the kernel supports io_uring operation ``op`` (``"read"``, ``"accept"``, ``"send_zc"`` ...;
+    chapter 08: ask the kernel, not the version string)."""
     if op.lower() not in OPCODES:
         raise ValueError(f"unknown io_uring operation {op!r}; known: {', '.join(sorted(OPCODES))}")
     return op.lower() in probe()
