@@ -127,12 +127,11 @@ struct uk_conn *uk_conn_new(struct uk_evserver *s, int fd)
     }
     if (c == s->free_list)
         s->free_list = c->next_free;
-    else
-        c->chunk = NULL;  /* fresh: a recycled connection keeps its io_uring chunk buffer */
     c->fd = fd;
     c->state = UK_READ;
     c->timer = -1;
     c->watching = c->inflight = 0;
+    c->chunk = NULL;
     c->chunk_len = c->chunk_sent = 0;
     uk_http_init(&c->http);
     s->by_fd[fd] = c;

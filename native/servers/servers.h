@@ -17,6 +17,7 @@ int uk_serve_prethreaded(int listen_fd, const struct uk_server_config *cfg);
 int uk_serve_select(int listen_fd, const struct uk_server_config *cfg);
 int uk_serve_poll(int listen_fd, const struct uk_server_config *cfg);
 int uk_serve_epoll(int listen_fd, const struct uk_server_config *cfg);
+int uk_serve_io_uring(int listen_fd, const struct uk_server_config *cfg);
 /* cffi-end */
 
 #endif
