@@ -1,8 +1,10 @@
 /* blocking.c - the accept loop and the request loop of the blocking models (see blocking.h). */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "blocking.h"
@@ -130,4 +132,29 @@ int uk_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, int detached)
         err = pthread_create(t, &attr, fn, arg);
     pthread_attr_destroy(&attr);
     return err;
+}
+
+static void stop_children(int sig)
+{
+    /* The server owns its process group (uk.serve starts it in a session of its own). Async-signal-safe only:
+     * ignore the signal we are about to send to the group, send it, wait until no child is left, exit. */
+    signal(sig, SIG_IGN);
+    kill(0, sig);
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
+    _exit(0);
+}
+
+int uk_stop_children_on_term(void)
+{
+    struct sigaction sa = {.sa_handler = stop_children};
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGCHLD);  /* no reaping behind our back while we wait for each child */
+    return sigaction(SIGTERM, &sa, NULL) < 0 ? -errno : 0;
+}
+
+void uk_child_defaults(void)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
 }

@@ -34,6 +34,11 @@ void uk_blocking_serve(struct uk_blocking *b, int fd, struct uk_http *h);
 /* The hook of the iterative model and of every pre-spawned worker: serve it right here. */
 void uk_blocking_inline(struct uk_blocking *b, int fd);
 
+/* Process models: on SIGTERM the parent stops its children and waits for every one before it exits, so a
+ * Server handle that reaped the parent finds nothing left. A child calls uk_child_defaults() first thing. */
+int uk_stop_children_on_term(void);
+void uk_child_defaults(void);
+
 /* Threads with a small stack; detached ones clean up after themselves. 0 or an errno value. */
 int uk_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, int detached);
 

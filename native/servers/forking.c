@@ -27,6 +27,7 @@ static void fork_per_connection(struct uk_blocking *b, int fd)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        uk_child_defaults();
         close(b->acceptor.listen_fd);  /* the child serves one client; only the parent accepts */
         uk_blocking_serve(b, fd, b->http);
         _exit(0);  /* never return into the parent's stack (or into Python's atexit handlers) */
@@ -49,5 +50,7 @@ int uk_serve_forking(int listen_fd, const struct uk_server_config *cfg)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGCHLD, &sa, NULL) < 0)
         return -errno;
+    if ((err = uk_stop_children_on_term()) < 0)
+        return err;
     uk_blocking_accept_loop(&b, fork_per_connection);
 }

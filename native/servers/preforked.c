@@ -22,6 +22,7 @@ static pid_t spawn_worker(struct uk_blocking *b, pid_t parent)
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    uk_child_defaults();
     /* If the parent dies (SIGKILL), the workers go too: nobody would respawn or stop them otherwise. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
         _exit(1);
@@ -34,6 +35,8 @@ int uk_serve_preforked(int listen_fd, const struct uk_server_config *cfg)
     struct uk_blocking b;
     int err = uk_blocking_open(&b, listen_fd, cfg);
     if (err)
+        return err;
+    if ((err = uk_stop_children_on_term()) < 0)
         return err;
     pid_t parent = getpid();
     int running = 0;
