@@ -37,21 +37,24 @@ int uk_acceptor_init(struct uk_acceptor *a, int listen_fd, const struct uk_serve
 
 static void refuse_one(struct uk_acceptor *a)
 {
+    /* accept4 fails with EMFILE before it looks at the queue, so first ask whether anyone is waiting: a blocking
+     * listener would otherwise keep the reserve closed until the next client, long after fds came back. */
+    struct pollfd waiting = {.fd = a->listen_fd, .events = POLLIN};
+    int refused = 0;
     pthread_mutex_lock(&a->lock);
-    if (a->reserve_fd >= 0) {
+    if (a->reserve_fd >= 0 && poll(&waiting, 1, 0) == 1) {
         close(a->reserve_fd);
-        /* A blocking listener may wait here for the next client: that client is the one refused. */
         int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             close(fd);
             UK_STAT(a->cfg, refused, 1);
+            refused = 1;
         }
         a->reserve_fd = open_reserve();
     }
-    int have_reserve = a->reserve_fd >= 0;
     pthread_mutex_unlock(&a->lock);
-    if (!have_reserve)
-        uk_sleep_ms(UK_BACKOFF_US / 1000);  /* someone took the slot: wait for fds to come back */
+    if (!refused)
+        uk_sleep_ms(UK_BACKOFF_US / 1000);  /* nobody to refuse, or no reserve: wait for fds, never spin */
 }
 
 int uk_accept(struct uk_acceptor *a, int flags)
