@@ -340,7 +340,7 @@ static const char *content_type(const char *path, size_t len)
     return "application/octet-stream";
 }
 
-/* The full "/" response, built once per connection state (keep-alive or close) at first use. */
+/* The whole "/" response is a constant (one per connection disposition): a memcpy, no formatting. */
 static void respond_hello(struct uk_http *h, int head_only)
 {
     static const char keep[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"

@@ -109,6 +109,8 @@ void uk_blocking_serve(struct uk_blocking *b, int fd, struct uk_http *h)
             deadline = uk_now_ms() + idle;
             continue;
         }
+        if (h->close_after)
+            break;  /* closing with nothing to send: see uk_conn_advance */
         int got = read_some(fd, h, deadline, idle, &timeo);
         if (got < 0)
             UK_STAT(cfg, timeouts, 1);

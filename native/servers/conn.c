@@ -157,7 +157,10 @@ enum uk_conn_state uk_conn_advance(struct uk_evserver *s, struct uk_conn *c)
         set_deadline(s, c, s->now + c->http.delay_ms);
         return c->state = UK_DELAY;
     }
-    return c->state = uk_http_out_pending(&c->http) ? UK_WRITE : UK_READ;
+    if (uk_http_out_pending(&c->http))
+        return c->state = UK_WRITE;
+    /* nothing to send yet closing: the writer could not frame an answer (a bug, never seen): do not hang */
+    return c->state = c->http.close_after ? UK_CLOSE : UK_READ;
 }
 
 enum uk_conn_state uk_conn_sent(struct uk_evserver *s, struct uk_conn *c)
