@@ -4,7 +4,7 @@
  *
  * Try it:
  *   python -m uringkit.servers forking --impl c --port 8080
- *   curl -s localhost:8080/ && ps --ppid $(pgrep -f 'servers forking') | wc -l
+ *   curl -s localhost:8080/
  */
 #include <errno.h>
 #include <signal.h>

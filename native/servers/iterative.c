@@ -3,7 +3,7 @@
  *
  * Try it:
  *   python -m uringkit.servers iterative --impl c --port 8080
- *   curl -s localhost:8080/delay?ms=2000 & curl -w '%{time_total}s\n' localhost:8080/   # waits for the first
+ *   curl -s 'localhost:8080/delay?ms=2000' & curl -w '%{time_total}s\n' localhost:8080/   # waits for the first
  */
 #include "blocking.h"
 #include "servers.h"
