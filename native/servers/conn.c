@@ -107,7 +107,6 @@ int uk_evserver_open(struct uk_evserver *s, int listen_fd, const struct uk_serve
     s->max_fds = max_fds;
     s->free_list = NULL;
     s->timers = 0;
-    s->timer_cap = max_fds;
     s->now = uk_now_ms();
     /* calloc/malloc of untouched pages costs address space, not memory: sized for the worst case once */
     s->by_fd = calloc((size_t)max_fds, sizeof *s->by_fd);

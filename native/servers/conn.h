@@ -60,7 +60,7 @@ struct uk_evserver {
     int max_fds;                /* fds at or above this are refused (RLIMIT_NOFILE; select: FD_SETSIZE) */
     struct uk_conn *free_list;  /* closed connections are recycled: no malloc per request or per connection */
     struct uk_timer *heap;
-    int timers, timer_cap;
+    int timers;                 /* entries in use; the heap holds max_fds, one per possible connection */
     uint64_t now;               /* the loop clock, read once per wakeup */
 };
 
