@@ -40,6 +40,18 @@ def test_root_is_precomputed_and_keeps_alive(site):
     assert response.data.endswith(b"\r\n\r\nHello from uringkit\n")
     assert headers_of(response)["content-length"] == str(len(http.HELLO))
     assert site.respond(raw)[0] is response  # the same object every time: no per-request building
+    assert site.respond(bytes(raw))[0] is response  # remembered: the same bytes are not parsed twice
+    assert site.respond(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0].close
+
+
+def test_memo_is_bounded_and_skips_partial_buffers(site):
+    for i in range(3 * http.MEMO_SIZE):
+        site.respond(b"GET / HTTP/1.1\r\nX-N: %d\r\n\r\n" % i)
+    assert len(site.memo) <= http.MEMO_SIZE
+    site.memo.clear()
+    site.respond(b"GET / HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n")   # a pipelined pair: not remembered
+    site.respond(b"GET /nope HTTP/1.1\r\n\r\n")                           # depends on the filesystem: not either
+    assert not site.memo
 
 
 def test_head_has_headers_and_no_body(site):

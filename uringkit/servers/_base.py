@@ -112,7 +112,7 @@ class BlockingServer:
     def request_loop(self, conn: socket.socket) -> None:
         idle, respond, stats = self.config.idle_timeout, self.site.respond, self.stats
         conn.settimeout(idle)
-        buf = bytearray()
+        buf = b""       # bytes, not bytearray: the parser remembers answers to whole buffers it has seen
         deadline = None  # set while a request is incomplete: bounds a client that dribbles its headers
         while True:
             answer = respond(buf) if buf else None
@@ -131,10 +131,10 @@ class BlockingServer:
                     return
                 if not chunk:
                     return
-                buf += chunk
+                buf = buf + chunk if buf else chunk
                 continue
             response, end = answer
-            del buf[:end]
+            buf = buf[end:]
             if deadline is not None:
                 deadline = None
                 conn.settimeout(idle)

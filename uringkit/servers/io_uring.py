@@ -38,7 +38,7 @@ class UringConnection(Connection):
     """A ``Connection`` plus the buffers the kernel writes into and one bound callback per kind of operation
     (the completion's ``user_data``: dispatching a completion is calling it)."""
 
-    __slots__ = ("rbuf", "fbuf", "on_recv", "on_send", "on_file_read", "on_delay")
+    __slots__ = ("rbuf", "rview", "fbuf", "on_recv", "on_send", "on_file_read", "on_delay")
 
 
 class UringServer:
@@ -87,6 +87,7 @@ class UringServer:
             self.stats.add("open_connections", 1)
             self.conns[res] = conn = UringConnection(None, res, self.now + self.idle)
             conn.rbuf = bytearray(self.recv_size)
+            conn.rview = memoryview(conn.rbuf)
             conn.fbuf = None
             # partial objects are called in C: no extra Python frame per completion
             conn.on_recv = functools.partial(self.on_recv, conn)
@@ -113,7 +114,7 @@ class UringServer:
     def on_recv(self, conn: UringConnection, res: int, flags: int) -> None:
         if res <= 0:   # 0: the peer closed; -ECANCELED: the idle sweep; -ECONNRESET...: the peer is gone
             return self.close(conn)
-        data = conn.rbuf[:res]
+        data = conn.rview[:res].tobytes()  # a copy: rbuf is reused by the next recv
         conn.buf = conn.buf + data if conn.buf else data
         if conn.delayed is None:
             answered = conn.answered
