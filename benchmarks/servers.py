@@ -45,6 +45,7 @@ SCENARIOS = {   # name -> (tool, connections, keep-alive)
 }
 REFERENCES = ("uvloop", "asyncio")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+AB_REQUESTS = 20_000   # connections per ab run: below the ~28k ephemeral ports of one source address
 SETTLE = 0.3   # seconds between runs, so TIME_WAIT sockets and exiting children do not overlap the next run
 
 
@@ -131,8 +132,11 @@ def run_load(tool: str, connections: int, duration: float, host: str, port: int)
     if tool == "wrk":
         cmd = pin + ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "2s", url]
     else:
-        cmd = pin + ["ab", "-q", "-r", "-s", "5", "-c", str(connections), "-t", str(duration), "-n", "100000000",
-                     url]
+        # -t then -n: stop at the time limit or after AB_REQUESTS, whichever comes first (ab's -t alone would
+        # imply -n 50000). Fewer connections than ephemeral ports: a port reused while the server still holds
+        # that 4-tuple in TIME_WAIT gets its SYN refused and retried a second later, which measures TCP, not us.
+        cmd = pin + ["ab", "-q", "-r", "-s", "5", "-c", str(connections), "-t", str(duration), "-n",
+                     str(AB_REQUESTS), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     if tool == "wrk":
         m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import time
 
@@ -34,11 +35,18 @@ class SpareFd:
     clean close instead of hanging in the backlog, and an event loop does not spin on a listener that stays
     readable."""
 
-    def __init__(self):
+    def __init__(self, listener: socket.socket):
         self.fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.poller = select.poll()
+        self.poller.register(listener, select.POLLIN)
 
     def refuse_one(self, listener: socket.socket, stats: SharedStats) -> bool:
-        """Drop one waiting connection; True if one was dropped (counted in ``refused``)."""
+        """Drop one waiting connection; True if one was dropped (counted in ``refused``). Linux reports EMFILE
+        before it looks at the backlog, so first ask whether a client is waiting at all: a blocking accept here
+        would otherwise sit until the next client arrives, only to refuse it. (In a pool, another worker may
+        take that client between the two calls; this worker then waits in accept as it would anyway.)"""
+        if not self.poller.poll(0):
+            return False
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -66,7 +74,7 @@ class BlockingServer:
         prepare_listener(listener)
         self.listener, self.config, self.stats = listener, config, stats
         self.site = Site(config.docroot)
-        self.spare = SpareFd()
+        self.spare = SpareFd(listener)
 
     # --- the accept loop -------------------------------------------------------------------------------------
     def serve_forever(self) -> None:

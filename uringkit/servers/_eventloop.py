@@ -115,7 +115,7 @@ class ReadinessLoop:
         self.listener, self.listen_fd, self.stats = listener, listener.fileno(), stats
         self.idle = config.idle_timeout
         self.respond = Site(config.docroot).respond
-        self.spare = SpareFd()
+        self.spare = SpareFd(listener)
         self.conns: dict[int, Connection] = {}
         self.timers: list = []        # heap of (when, seq, callback, arg): /delay timers and the listener pause
         self.seq = 0

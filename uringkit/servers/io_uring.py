@@ -55,7 +55,7 @@ class UringServer:
         prepare_listener(listener)
         self.listener, self.stats, self.idle = listener, stats, config.idle_timeout
         self.respond = Site(config.docroot).respond
-        self.spare = SpareFd()
+        self.spare = SpareFd(listener)
         self.ring = Ring(self.ring_entries)
         self.conns: dict[int, UringConnection] = {}
         self.multishot = True
@@ -98,9 +98,7 @@ class UringServer:
         elif res == -EINVAL and self.multishot:
             self.multishot = False  # kernel < 5.19: one accept per connection from now on
         elif -res in LIMIT_ERRORS:
-            self.listener.setblocking(False)  # the spare accept must not wait if another took the client
             refused = self.spare.refuse_one(self.listener, self.stats)
-            self.listener.setblocking(True)
             if not refused and not flags & F_MORE:
                 self.ring.timeout(self.limit_pause, user_data=self.arm_accept)
                 return
