@@ -20,6 +20,7 @@ MAX_HEADER_LINES = 100             # more -> 431 (every line is Python work: bou
 MAX_BODY = 1024 * 1024             # a body up to this is read and discarded; longer -> 413
 MAX_DELAY_MS = 10_000              # /delay?ms=N accepts 0..10000
 MEMO_SIZE = 256                    # distinct request heads remembered (cleared when full: bounded memory)
+MEMO_MAX_BYTES = 1024              # longer buffers are not looked up: hashing a 1 MiB body per recv would cost more
 
 HELLO = b"Hello from uringkit\n"
 STATIC_PREFIX = b"/static/"
@@ -98,7 +99,7 @@ class Site:
     def respond(self, buf: bytes, start: int = 0):
         """The answer to the request at ``buf[start:]`` and where the next one starts, or ``None`` if it is not
         complete yet. Malformed input never raises: it becomes an error Response that closes the connection."""
-        if not start and buf.__class__ is bytes:
+        if not start and len(buf) <= MEMO_MAX_BYTES and buf.__class__ is bytes:
             hit = self.memo.get(buf)
             if hit is not None:
                 return hit
@@ -119,7 +120,7 @@ class Site:
             return _FIXED[405, not keep, False], end
         if target == b"/":  # the hot path: a ready-made answer, remembered for the same request bytes
             answer = _FIXED[200, not keep, is_head], end
-            if not start and end == len(buf) and buf.__class__ is bytes:  # (a bytearray is unhashable)
+            if not start and end == len(buf) <= MEMO_MAX_BYTES and buf.__class__ is bytes:  # (bytearray: unhashable)
                 if len(self.memo) >= MEMO_SIZE:
                     self.memo.clear()
                 self.memo[buf] = answer

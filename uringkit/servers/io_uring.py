@@ -170,7 +170,7 @@ class UringServer:
         self.send_next(conn)
 
     def on_delay(self, conn: UringConnection, res: int, flags: int) -> None:
-        if conn.fd not in self.conns:
+        if self.conns.get(conn.fd) is not conn:
             return
         response, conn.delayed = conn.delayed, None
         conn.queue(response)
