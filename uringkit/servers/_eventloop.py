@@ -23,19 +23,6 @@ from ._config import ServerConfig, SharedStats
 READ, WRITE = select.POLLIN, select.POLLOUT   # the same bits as EPOLLIN/EPOLLOUT
 FILE_CHUNK = 1 << 20                          # bytes per sendfile(2): big enough to be cheap, small enough to be fair
 
-# The connection state machine (one per client; every arrow is taken without blocking):
-#
-#     accept ---> READING ---- a complete request: queue its answer ----> WRITING ---- all sent ---+
-#                  ^   |  \                                                ^   |                     |
-#                  |   |   +-- /delay: arm a timer --> DELAYING -- fires --+   +-- Connection: close,|
-#                  |   |                                                          an error status ---+--> CLOSED
-#                  |   +-- EOF, error, idle timeout ------------------------------------------------------^
-#                  +---------------------------------- keep-alive ---------------------------------------+
-#
-# READING waits for READ readiness, WRITING (output the kernel would not take yet) for WRITE, DELAYING for a
-# timer. Pipelined requests are answered in one pass and their answers coalesced into one send.
-
-
 class FileSend:
     """The part of a file still to be sent (sendfile(2) resumes at ``offset``)."""
 
@@ -43,6 +30,21 @@ class FileSend:
 
     def __init__(self, fd: int, size: int):
         self.fd, self.offset, self.remaining = fd, 0, size
+
+
+# The connection state machine (one per client; no arrow ever blocks):
+#
+#                +--------------------------- all sent, keep-alive ---------------------------+
+#                v                                                                             |
+#   accept --> READING ---- complete request(s) in the buffer: queue their answers ------> WRITING
+#                |   \                                                                    ^     |
+#                |    +---- /delay?ms=N: arm a timer ----> DELAYING ---- timer fires -----+     |
+#                |                                                                             |
+#                +---- EOF, error, idle timeout ----> CLOSED <---- all sent, and the answer closes
+#
+# READING waits for READ readiness (io_uring: a recv in flight), WRITING for WRITE readiness (io_uring: a send
+# in flight) - usually not at all, because the kernel takes a small answer at once - and DELAYING for a timer.
+# Pipelined requests are answered in one pass and their answers coalesced into one send.
 
 
 class Connection:
