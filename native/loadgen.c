@@ -119,6 +119,7 @@ struct worker {
     struct conn *conns;
     int n;
     int next_slot, ramping, ramp_max;   /* slots started so far; of them still ramping; the window */
+    int64_t ramped_ns;                  /* when the last slot left the ramp (0: not yet) */
     struct ramp_entry *rq;
     int rq_head, rq_tail;
     struct conn **idle;                 /* open loop: free slots, most recently used on top */
@@ -636,6 +637,8 @@ static void expire(struct worker *w, int64_t now)
         tl_remove(c);
         slot_free(w, c);
     }
+    if (!w->ramped_ns && w->next_slot == w->n && w->ramping == 0)
+        w->ramped_ns = now;
 }
 
 static void ramp(struct worker *w, int64_t now)
@@ -648,6 +651,8 @@ static void ramp(struct worker *w, int64_t now)
         w->ramping++;
         slot_free(w, c);
     }
+    if (!w->ramped_ns && w->next_slot == w->n && w->ramping == 0)
+        w->ramped_ns = now;
 }
 
 static int64_t intended(struct worker *w, uint64_t k)
@@ -750,6 +755,8 @@ static void *worker_main(void *arg)
         w->r.unsent = due > w->sched_k ? due - w->sched_k : 0;
     }
     w->r.elapsed_s = (end - r->t0) / 1e9;
+    if (cfg->rate <= 0)
+        w->r.ramp_s = ((w->ramped_ns ? w->ramped_ns : end) - r->t0) / 1e9;
     for (int i = 0; i < w->n; i++)
         close_conn(w, &w->conns[i]);
     struct rusage ru;
@@ -851,6 +858,7 @@ static struct worker *new_worker(struct run *r, int id, int first, int n)
         for (int i = n - 1; i >= 0; i--)
             w->idle[w->idle_n++] = &w->conns[i];
         w->next_slot = n;
+        w->ramped_ns = 1;                      /* nothing to ramp (ramp_s stays 0) */
     }
     return w;
 }
@@ -876,6 +884,8 @@ static void merge(struct uk_load_result *out, struct worker *w)
         out->last_non_2xx_status = r->last_non_2xx_status;
     if (r->elapsed_s > out->elapsed_s)
         out->elapsed_s = r->elapsed_s;
+    if (r->ramp_s > out->ramp_s)
+        out->ramp_s = r->ramp_s;
     out->cpu_user_s += r->cpu_user_s;
     out->cpu_system_s += r->cpu_system_s;
     if (w->lat_max_ns / 1e3 > out->latency_max_us)

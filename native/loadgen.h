@@ -61,6 +61,7 @@ struct uk_load_result {
     int last_read_errno;        /* errno of the latest read error (0: EOF before the response was complete) */
     int last_non_2xx_status;
     double elapsed_s;           /* from the first connect to the end of the run */
+    double ramp_s;              /* closed loop: from the start until every connection had been accepted */
     double cpu_user_s;          /* CPU time of the load threads themselves */
     double cpu_system_s;
     double latency_mean_us;     /* exact (from the sum), unlike the percentiles */

@@ -7,6 +7,7 @@ import _thread
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -169,6 +170,123 @@ def test_a_closed_port_yields_connect_errors(host):
 def test_non_2xx_responses_are_counted(server):
     r = load(server.url + "/no-such-page", 5, requests=200)
     assert r.completed == 200 and r.non_2xx == 200 and r.errors == 0, r
+
+
+# --- responses no real server sends: each framing case, one byte at a time, broken ones --------------------------
+RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-length:    5\r\nX-Long: " + b"a" * 200 + b"\r\n"
+            b"Content-Type: text/plain\r\n\r\nhello")
+
+
+class RawServer:
+    """One thread running ``handler(conn)`` for each connection in turn: scripted answers for one client."""
+
+    def __init__(self, handler):
+        self.handler, self.stop = handler, threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(2)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    self.handler(conn)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def read_request(conn) -> bool:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
+def dribble(conn):
+    while read_request(conn):
+        for i in range(len(RESPONSE)):
+            conn.sendall(RESPONSE[i:i + 1])
+            time.sleep(0.0002)
+
+
+def interim_then_answer(conn):
+    while read_request(conn):
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + RESPONSE)
+
+
+def answer_and_close(conn):
+    if read_request(conn):
+        conn.sendall(RESPONSE.replace(b"Content-Type", b"Connection: close\r\nContent-Type"))
+
+
+def body_until_close(conn):
+    if read_request(conn):
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("handler, connects", [(dribble, 1), (interim_then_answer, 1), (answer_and_close, 5),
+                                               (body_until_close, 5)])
+def test_responses_are_framed_however_they_arrive(handler, connects):
+    with RawServer(handler) as srv:
+        r = load(srv.url, 1, requests=5, duration=10)
+    assert r.completed == 5 and r.errors == 0 and r.non_2xx == 0 and r.connects == connects, r
+
+
+def eof_mid_body(conn):
+    if read_request(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+
+def not_http(conn):
+    if read_request(conn):
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+
+
+def chunked(conn):
+    if read_request(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+
+
+def reset(conn):
+    if read_request(conn):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def two_answers(conn):
+    while read_request(conn):
+        conn.sendall(RESPONSE * 2)
+
+
+@pytest.mark.parametrize("handler, error", [(eof_mid_body, "EOF before"), (not_http, "EPROTO"),
+                                            (chunked, "EPROTO"), (reset, "ECONNRESET"), (two_answers, "EPROTO")])
+def test_broken_responses_are_read_errors(handler, error):
+    with RawServer(handler) as srv:
+        r = load(srv.url, 1, duration=0.3)
+    assert r.read_errors > 0 and r.read_error.startswith(error), r
+    assert r.connect_errors == 0 and r.timeouts == 0
+    if handler is not two_answers:           # the first of two answers is complete; the second is the error
+        assert r.completed == 0
 
 
 # --- latency ------------------------------------------------------------------------------------------------------
