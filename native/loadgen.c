@@ -897,16 +897,22 @@ static void merge(struct uk_load_result *out, struct worker *w)
         out->latency_us[i] += r->latency_us[i];
 }
 
-/* Raise the soft fd limit to what the run needs (never above the hard limit); the old one is restored after. */
-static int raise_fd_limit(const struct uk_load_config *cfg, struct rlimit *old)
+/* Raise the soft fd limit to the hard one when the run needs more than the soft one allows (1024 by default,
+ * for select()'s sake); *raised says whether to put the old one back afterwards. */
+static int raise_fd_limit(const struct uk_load_config *cfg, struct rlimit *old, int *raised)
 {
     if (getrlimit(RLIMIT_NOFILE, old) < 0)
         return -errno;
     rlim_t need = (rlim_t)uk_load_fds_needed(cfg->connections, cfg->threads);
     if (old->rlim_max != RLIM_INFINITY && need > old->rlim_max)
         return -EMFILE;
-    struct rlimit raised = { old->rlim_max, old->rlim_max };
-    return old->rlim_cur < old->rlim_max && setrlimit(RLIMIT_NOFILE, &raised) < 0 ? -errno : 0;
+    if (old->rlim_cur == RLIM_INFINITY || need <= old->rlim_cur)
+        return 0;
+    struct rlimit up = { old->rlim_max, old->rlim_max };
+    if (setrlimit(RLIMIT_NOFILE, &up) < 0)
+        return -errno;
+    *raised = 1;
+    return 0;
 }
 
 int uk_load_run(const struct uk_load_config *cfg, struct uk_load_result *out)
@@ -914,11 +920,11 @@ int uk_load_run(const struct uk_load_config *cfg, struct uk_load_result *out)
     struct run r = { .cfg = cfg, .wake_fd = -1 };
     struct worker **ws = NULL;
     struct rlimit old_limit;
-    int err, started = 0;
+    int err, started = 0, raised = 0;
     memset(out, 0, sizeof *out);
     if (!valid(cfg) || parse_address(&r, cfg) < 0)
         return -EINVAL;
-    if ((err = raise_fd_limit(cfg, &old_limit)) < 0)
+    if ((err = raise_fd_limit(cfg, &old_limit, &raised)) < 0)
         return err;
     if ((err = build_request(&r, cfg)) < 0)
         goto done;
@@ -967,6 +973,7 @@ done:
     free(r.req);
     if (r.wake_fd >= 0)
         close(r.wake_fd);
-    setrlimit(RLIMIT_NOFILE, &old_limit);
+    if (raised)
+        setrlimit(RLIMIT_NOFILE, &old_limit);
     return err;
 }

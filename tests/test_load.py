@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import resource
 import select
 import socket
 import struct
@@ -340,6 +341,7 @@ def test_open_loop_latency_counts_from_the_intended_send_time(server):
     ("http://[::ffff:8.8.8.8]:80/", {}, "loopback"),
     ("https://127.0.0.1:443/", {}, "http://"),
     ("http://127.0.0.1/", {}, "port"),
+    ("http://127.0.0.1:99999/", {}, "port"),
     ("URL", {"concurrency": 0}, "concurrency"),
     ("URL", {"concurrency": 2.5}, "concurrency"),
     ("URL", {"concurrency": 10**6}, "file descriptors"),
@@ -379,6 +381,20 @@ def test_ctrl_c_ends_a_run_and_leaves_no_thread(server):
     timer.join()
     assert time.monotonic() - t < 3
     assert threading.active_count() == threads, threading.enumerate()
+
+
+def test_a_low_soft_fd_limit_is_raised_for_the_run_and_put_back(server):
+    # 1024 is the usual soft limit (select()'s FD_SETSIZE); 2,000 connections need more, up to the hard limit
+    code = ("import resource; from uringkit.load import load; import sys; "
+            "r = load(sys.argv[1], 2000, duration=1.0, timeout=5.0); "
+            "print(r.peak_connections, r.connect_errors, resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard < 2100:
+        pytest.skip(f"the hard fd limit here is {hard}")
+    out = subprocess.run(["bash", "-c", f'ulimit -Sn 1024 && exec "{sys.executable}" -c "{code}" {server.url}/'],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2000", "0", "1024"]
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ Two ways to load a server:
 - **open loop** (``rate=R``): request k is due at ``k / R`` seconds, whether or not the server kept up. Latency
   runs from that *intended* moment, so a server that stalls for a second shows a second of latency on every
   request that should have been sent meanwhile (no coordinated omission). ``concurrency`` bounds the requests in
-  flight; sends that were due but found no free connection by the end are reported as ``unsent``.
+  flight (a connection is opened when a send first needs it); sends that were due but found no free connection
+  by the end are reported as ``unsent``.
 
 ``keepalive=False`` opens a new connection per request and sends ``Connection: close``, as the 2019 benchmark
 did. Nothing is hidden: connect errors, timeouts (connect timeouts among them), read errors, non-2xx responses and
@@ -123,12 +124,15 @@ def _target(url: str) -> tuple[str, int, str, str]:
     address = "127.0.0.1" if host == "localhost" else host
     try:
         ip = ipaddress.ip_address(address)
-        port = parts.port
     except ValueError:
-        ip = port = None
+        ip = None
     if ip is None or not ip.is_loopback:
         raise ValueError(f"uk.load only loads loopback servers (127.0.0.0/8 or ::1), not {host!r}: it is a "
                          f"benchmark tool and must not flood anyone's network")
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"bad port in {url!r}: {e}") from None
     if port is None:
         raise ValueError(f"give the server's port in the URL: {url!r}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
