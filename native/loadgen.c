@@ -6,12 +6,12 @@
  *
  * One slot's life (a slot is a client; it owns at most one socket at a time):
  *
- *              start_request                  connected                   request sent
- *   [IDLE] ---------------------> [CONNECTING] ----------> [SENDING] -----------------> [READING]
- *     ^  \      (socket open: keep-alive) ------------------->^                             |
- *     |                                                                                     | response complete
- *     +------------- slot_free: closed loop starts the next request at once; ---------------+
- *                    open loop waits on the idle stack for the next intended send time
+ *               no socket: connect                 established                request written
+ *   [IDLE] --+------------------------> [CONNECTING] -------------> [SENDING] -----------------> [READING]
+ *     ^      |  socket still open (keep-alive)                          ^                            |
+ *     |      +----------------------------------------------------------+                            |
+ *     +--- slot_free: the response is complete (or failed); a closed loop starts the next request ----+
+ *          at once, an open loop puts the slot on the idle stack until the next intended send is due
  *
  *   Any failure closes the socket, is counted, and frees the slot (after a connect error, a closed-loop slot
  *   waits RETRY_DELAY_MS so that a dead server yields a countable number of errors, not a spin). A slot that
@@ -637,8 +637,6 @@ static void expire(struct worker *w, int64_t now)
         tl_remove(c);
         slot_free(w, c);
     }
-    if (!w->ramped_ns && w->next_slot == w->n && w->ramping == 0)
-        w->ramped_ns = now;
 }
 
 static void ramp(struct worker *w, int64_t now)
@@ -681,7 +679,7 @@ static int64_t next_wakeup(struct worker *w, int64_t now)
     for (int i = 0; i < 3; i++)
         if (lists[i]->head && lists[i]->head->deadline_ns < t)
             t = lists[i]->head->deadline_ns;
-    if (w->rq_head < w->rq_tail && w->next_slot < w->n) {
+    if (w->rq_head < w->rq_tail && !w->ramped_ns) {
         int64_t settled = w->rq[w->rq_head].connected_ns + RAMP_SETTLE_MS * NS_PER_MS;
         if (settled < t)
             t = settled;
@@ -809,6 +807,9 @@ static int build_request(struct run *r, const struct uk_load_config *cfg)
 
 static int valid(const struct uk_load_config *c)
 {
+    for (int i = 0; c && c->cpus && i < c->n_cpus; i++)
+        if (c->cpus[i] < 0 || c->cpus[i] >= CPU_SETSIZE)
+            return 0;
     return c && c->address && c->path && c->path[0] == '/' && c->host_header && !strpbrk(c->path, " \r\n") &&
            !strpbrk(c->host_header, "\r\n") && c->port > 0 && c->port < 65536 && c->connections > 0 &&
            c->threads > 0 && c->threads <= c->connections && c->duration_s >= 0 &&

@@ -242,7 +242,8 @@ def _result(out, **asked) -> LoadResult:
                       for i, n in enumerate(counts) if n)
     elapsed = out.elapsed_s
     return LoadResult(
-        **asked, duration_s=elapsed, ramp_s=out.ramp_s, completed=out.completed, rps=out.completed / elapsed if elapsed else 0.0,
+        **asked, duration_s=elapsed, ramp_s=out.ramp_s, completed=out.completed,
+        rps=out.completed / elapsed if elapsed else 0.0,
         p50_ms=ms(50), p90_ms=ms(90), p99_ms=ms(99), p999_ms=ms(99.9), max_ms=out.latency_max_us / 1000,
         mean_ms=out.latency_mean_us / 1000, non_2xx=out.non_2xx, connect_errors=out.connect_errors,
         timeouts=out.timeouts, connect_timeouts=out.connect_timeouts, read_errors=out.read_errors,
