@@ -18,8 +18,9 @@ Two ways to load a server:
   flight (a connection is opened when a send first needs it); sends that were due but found no free connection
   by the end are reported as ``unsent``.
 
-``keepalive=False`` opens a new connection per request and sends ``Connection: close``, as the 2019 benchmark
-did. Nothing is hidden: connect errors, timeouts (connect timeouts among them), read errors, non-2xx responses and
+Latency runs from the start of a request (closed loop) or its intended send (open loop), including any connect
+it needed, to the last byte of its response. ``keepalive=False`` opens a new connection per request and sends
+``Connection: close``, as the 2019 benchmark did. Nothing is hidden: connect errors, timeouts (connect timeouts among them), read errors, non-2xx responses and
 connects slowed by SYN retransmission (an overflowing accept queue) are all counted.
 """
 
@@ -166,7 +167,7 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
     is only a time limit; a failed attempt is retried, so N means N completions, never more). ``rate`` switches
     to an open loop of that many requests per second. ``keepalive=False``: a new connection per request.
     ``timeout``/``connect_timeout`` in seconds. ``threads`` defaults to the number of ``cpus`` (the load threads
-    are pinned to them, round robin) or of all CPUs. Returns a ``LoadResult``; raises ValueError for bad
+    are pinned to them, round robin) or of the CPUs this process may run on. Returns a ``LoadResult``; raises ValueError for bad
     arguments, before any connection is made.
     """
     address, port, host_header, path = _target(url)
@@ -185,7 +186,7 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
             raise ValueError(f"cpus must be a non-empty list of CPUs this process may use {sorted(allowed)}, "
                              f"not {cpus!r}")
     if threads is None:
-        threads = min(len(cpus) if cpus else os.cpu_count() or 1, concurrency)
+        threads = min(len(cpus) if cpus else len(os.sched_getaffinity(0)), concurrency)
     elif isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= concurrency:
         raise ValueError(f"threads must be an int from 1 to concurrency ({concurrency}), not {threads!r}")
     _check_fd_limit(concurrency, threads)
