@@ -77,7 +77,7 @@ struct tlist {
 
 struct conn {
     int fd;                     /* -1: no socket */
-    uint8_t state, phase, line_len, ramping, has_ticket, server_close, connected, registered;
+    uint8_t state, phase, line_len, ramping, has_ticket, server_close, connected, registered, used, served;
     uint32_t events;            /* what epoll watches for this fd */
     uint16_t status;
     uint16_t head_lines;
@@ -442,6 +442,7 @@ static void complete(struct worker *w, struct conn *c)
         w->r.last_non_2xx_status = c->status;
     }
     ramp_done(w, c);
+    c->served = 1;
     c->has_ticket = 0;
     if (r->cfg->requests && __atomic_add_fetch(&r->done, 1, __ATOMIC_RELAXED) >= r->cfg->requests)
         stop_run(r);
@@ -540,6 +541,7 @@ static void send_request(struct worker *w, struct conn *c)
 
 static void start_request(struct worker *w, struct conn *c, int64_t start)
 {
+    c->used = 1;
     c->start_ns = start;
     c->sent = 0;
     parser_reset(c);
@@ -755,8 +757,13 @@ static void *worker_main(void *arg)
     w->r.elapsed_s = (end - r->t0) / 1e9;
     if (cfg->rate <= 0)
         w->r.ramp_s = ((w->ramped_ns ? w->ramped_ns : end) - r->t0) / 1e9;
-    for (int i = 0; i < w->n; i++)
-        close_conn(w, &w->conns[i]);
+    for (int i = 0; i < w->n; i++) {
+        struct conn *c = &w->conns[i];
+        w->r.in_flight += c->state == S_CONNECTING || c->state == S_SENDING || c->state == S_READING ||
+                          c->state == S_WAITING;
+        w->r.unserved += c->used && !c->served;
+        close_conn(w, c);
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_THREAD, &ru) == 0) {
         w->r.cpu_user_s = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
@@ -876,6 +883,8 @@ static void merge(struct uk_load_result *out, struct worker *w)
     out->connects += r->connects;
     out->slow_connects += r->slow_connects;
     out->unsent += r->unsent;
+    out->in_flight += r->in_flight;
+    out->unserved += r->unserved;
     out->bytes_read += r->bytes_read;
     if (r->last_connect_errno)
         out->last_connect_errno = r->last_connect_errno;

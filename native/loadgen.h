@@ -56,6 +56,8 @@ struct uk_load_result {
     uint64_t slow_connects;     /* of connects: took >= 1 s (the server's accept queue overflowed, SYN resent) */
     uint64_t unsent;            /* open loop: sends already due at the end but never made (no free connection) */
     uint64_t peak_connections;  /* most connections established at the same moment */
+    uint64_t in_flight;         /* requests started but not finished when the run ended (not counted above) */
+    uint64_t unserved;          /* clients (connection slots) that sent requests but never got one response */
     uint64_t bytes_read;
     int last_connect_errno;     /* errno of the latest connect error (0: none) */
     int last_read_errno;        /* errno of the latest read error (0: EOF before the response was complete) */

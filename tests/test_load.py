@@ -119,6 +119,7 @@ def test_requests_n_completes_exactly_n(server, keepalive, n):
     before = served(server)
     r = load(server.url + "/", 10, requests=n, keepalive=keepalive, threads=2)
     assert r.completed == n and r.errors == 0 and r.non_2xx == 0, r
+    assert r.in_flight == 0 and r.unserved == 0, r
     # no extra response was read (N+k), and none was sent: every byte read belongs to the N responses
     assert r.bytes_read == n * one.bytes_read
     if before is not None:
@@ -252,6 +253,21 @@ def test_responses_are_framed_however_they_arrive(handler, connects):
     with RawServer(handler) as srv:
         r = load(srv.url, 1, requests=5, duration=10)
     assert r.completed == 5 and r.errors == 0 and r.non_2xx == 0 and r.connects == connects, r
+
+
+def serve_forever(conn):
+    while read_request(conn):
+        conn.sendall(RESPONSE)
+
+
+def test_clients_a_server_never_answers_are_reported():
+    # RawServer answers one connection at a time, like an iterative server: with keep-alive, the first client
+    # is served for the whole run and the other three wait in the accept queue, their requests never answered.
+    with RawServer(serve_forever) as srv:
+        r = load(srv.url, 4, duration=0.5)
+    assert r.completed > 0 and r.errors == 0 and r.connects == 4, r
+    assert r.unserved == 3 and r.in_flight == 4, r
+    assert "unserved 3" in r.summary()
 
 
 def eof_mid_body(conn):

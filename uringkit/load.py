@@ -77,6 +77,8 @@ class LoadResult:
     slow_connects: int            # of connects: took >= 1 s, i.e. a SYN was dropped (accept queue full) and resent
     peak_connections: int         # most connections established at once
     unsent: int                   # open loop: sends due but never made (no free connection)
+    in_flight: int                # requests still unanswered when the run ended (in no count above)
+    unserved: int                 # connections that sent requests but never got a single response
     bytes_read: int
     connect_error: str            # e.g. "ECONNREFUSED: Connection refused"; "" if none
     read_error: str
@@ -99,7 +101,7 @@ class LoadResult:
         line = (f"{self.completed:,} requests in {self.duration_s:.2f} s = {self.rps:,.0f} req/s; latency p50 "
                 f"{self.p50_ms:.3g} ms, p99 {self.p99_ms:.3g} ms, max {self.max_ms:.3g} ms")
         counts = [(n, getattr(self, n)) for n in ("non_2xx", "connect_errors", "timeouts", "read_errors",
-                                                   "slow_connects", "unsent")]
+                                                   "slow_connects", "unsent", "unserved")]
         problems = ", ".join(f"{n.replace('_', ' ')} {v:,}" for n, v in counts if v)
         return line + (f"; {problems}" if problems else "; no errors")
 
@@ -249,7 +251,7 @@ def _result(out, **asked) -> LoadResult:
         mean_ms=out.latency_mean_us / 1000, non_2xx=out.non_2xx, connect_errors=out.connect_errors,
         timeouts=out.timeouts, connect_timeouts=out.connect_timeouts, read_errors=out.read_errors,
         connects=out.connects, slow_connects=out.slow_connects, peak_connections=out.peak_connections,
-        unsent=out.unsent, bytes_read=out.bytes_read, connect_error=_errno_text(out.last_connect_errno),
+        unsent=out.unsent, in_flight=out.in_flight, unserved=out.unserved, bytes_read=out.bytes_read, connect_error=_errno_text(out.last_connect_errno),
         read_error=_errno_text(out.last_read_errno, "EOF before the response was complete") if out.read_errors
         else "",
         loadgen_cpu_s=out.cpu_user_s + out.cpu_system_s, latency_histogram=histogram)
