@@ -130,6 +130,7 @@ struct worker {
     int starved;                        /* open loop, requests mode: a send is due but no ticket is left */
     struct tlist connect_tl, request_tl, retry_tl;
     uint32_t src_next;
+    int no_spread;                      /* binding to 127.0.0.X failed: this host routes only 127.0.0.1 */
     struct uk_load_result r;            /* this thread's counters and histogram, merged at the end */
     int64_t lat_sum_ns, lat_max_ns, connect_max_ns;
     char buf[READ_BUF];
@@ -493,7 +494,11 @@ static void begin_connect(struct worker *w, struct conn *c)
         fail(w, c, F_CONNECT, errno);
         return;
     }
-    int err = r->spread ? bind_source(w, c->fd) : 0;
+    int err = r->spread && !w->no_spread ? bind_source(w, c->fd) : 0;
+    if (err == -EADDRNOTAVAIL) {               /* lo without 127.0.0.0/8: connect from 127.0.0.1 as usual */
+        w->no_spread = 1;
+        err = 0;
+    }
     if (err < 0) {
         fail(w, c, F_CONNECT, -err);
         return;
