@@ -165,6 +165,9 @@ class Server:
             _signal_group(proc.pid, signal.SIGKILL)  # children of a forking server that outlived their parent
             proc.wait()
             proc.stdout.close()
+        if self._stats is not None:
+            self._stats.close()
+            self._stats = None
         if self._stats_path:
             os.unlink(self._stats_path)
             self._stats_path = None
