@@ -246,7 +246,7 @@ def test_statistics_count_what_happened(caps):
         assert wait_until(lambda: srv.statistics().requests >= 11)
         st = srv.statistics()
         assert st.accepted >= 11 and st.bad_requests >= 1 and st.processes >= 1 and st.threads >= 1
-        assert st.rss_bytes > 0 and st.cpu_s >= 0
+        assert st.pss_bytes > 0 and st.cpu_s >= 0
 
 
 @pytest.mark.parametrize("model", ["forking", "preforked", "prethreaded"])

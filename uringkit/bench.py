@@ -82,7 +82,7 @@ class Record:
     cpu_us_per_request: float | None = None
     voluntary_switches: int | None = None
     involuntary_switches: int | None = None
-    rss_bytes: int | None = None
+    pss_bytes: int | None = None
     error: str = ""
     repeats: int = 1                    # how many measurements the record stands for (more than 1: a median)
     # where and when
@@ -189,6 +189,23 @@ class Results(Sequence):
         for r in self._records:
             groups.setdefault(tuple(getattr(r, k) for k in PARAMETERS + MACHINE), []).append(r)
         return Results(_median_of(group) for group in groups.values())
+
+    def table(self, columns: Sequence[str] = ("model", "impl", "concurrency", "keepalive", "rps",
+                                               "cpu_us_per_request", "p99_ms", "errors", "error")) -> str:
+        """The records as a plain-text table of ``columns`` (Record fields or properties), for a notebook cell."""
+        def cell(r: Record, c: str) -> str:
+            v = getattr(r, c)
+            if v is None:
+                return "-"
+            if isinstance(v, float):
+                return f"{v:,.1f}" if abs(v) < 1e5 else f"{v:,.0f}"
+            return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+        rows = [list(columns)] + [[cell(r, c) for c in columns] for r in self._records]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        lines = ["  ".join(v.rjust(w) if j else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
     # --- in and out ------------------------------------------------------------------------------------------
     def to_csv(self, path: str | os.PathLike) -> None:
@@ -364,7 +381,7 @@ def _measure(servers: _Servers, load, model: str, concurrency: int, base: dict, 
                 "duration_s", "loadgen_cpu_s")}
     if after is not None:
         cpu = (after.cpu_user_s + after.cpu_system_s) - (before.cpu_user_s + before.cpu_system_s)
-        measured.update(server_cpu_s=cpu, rss_bytes=after.rss_bytes,
+        measured.update(server_cpu_s=cpu, pss_bytes=after.pss_bytes,
                         cpu_us_per_request=cpu / result.completed * 1e6 if result.completed else None,
                         voluntary_switches=after.voluntary_switches - before.voluntary_switches,
                         involuntary_switches=after.involuntary_switches - before.involuntary_switches)
