@@ -68,7 +68,8 @@ static inline int uk_http_out_pending(const struct uk_http *h)
 /* The output was sent: count the responses, reset the output buffer. */
 void uk_http_sent(struct uk_http *h, const struct uk_http_site *site);
 
-/* --- the parser, exposed for the servers' own use and for tests ------------------------------------------- */
+/* --- the parser alone, also callable from Python (uringkit._native.lib) to show or test it on raw bytes --- */
+/* cffi-begin */
 enum uk_http_method { UK_HTTP_GET, UK_HTTP_HEAD, UK_HTTP_OTHER };
 
 struct uk_request {
@@ -82,7 +83,9 @@ struct uk_request {
     size_t query_len;
 };
 
-/* > 0: a complete head of that many bytes; 0: incomplete so far; < 0: -status (400, 413, 414, 431, 505). */
+/* > 0: a complete head of that many bytes; 0: incomplete so far (*scanned remembers how far it looked);
+ * < 0: -status (400, 413, 414, 431, 505). The path is decoded in place: buf is modified. */
 int uk_http_parse(char *buf, size_t len, size_t *scanned, struct uk_request *req);
+/* cffi-end */
 
 #endif

@@ -43,6 +43,7 @@ struct uk_conn {
     unsigned inflight;          /* io_uring: operations submitted and not completed (fd stays open until 0) */
     char *chunk;                /* io_uring: file bytes read through the ring, on their way to the socket */
     size_t chunk_len, chunk_sent;
+    int chunk_pool;             /* io_uring: which size of chunk (small, big) it came from */
     struct uk_conn *next_free;
     struct uk_http http;        /* last: the big buffers, touched only as far as they are used */
 };

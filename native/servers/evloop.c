@@ -9,7 +9,7 @@
 
 static void close_conn(struct uk_evloop *loop, struct uk_conn *c)
 {
-    if (c->watching && loop->poller->forget)
+    if (loop->poller->forget)  /* even when not watching: poll keeps a parked entry for a DELAY */
         loop->poller->forget(loop, c->fd, c->watching);
     uk_conn_free(&loop->srv, c);
 }
@@ -53,6 +53,8 @@ static void on_readable(struct uk_evloop *loop, struct uk_conn *c)
         drive(loop, c, uk_conn_advance(&loop->srv, c));
     } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         close_conn(loop, c);  /* the peer is gone (or, lingering, done reading our answer) */
+    } else if (!c->watching) {
+        drive(loop, c, c->state);  /* a new connection with nothing to read yet: now it is watched */
     }
 }
 
@@ -64,9 +66,11 @@ static void accept_some(struct uk_evloop *loop)
             continue;  /* one pending connection was refused (or had already left): take the next */
         if (fd < 0)
             return;    /* EAGAIN: the backlog is empty */
+        /* Read before watching: the request has usually arrived with the handshake, and a client that
+         * sends one request and closes then costs no interest-list update at all. */
         struct uk_conn *c = uk_conn_new(&loop->srv, fd);
         if (c)
-            drive(loop, c, UK_READ);
+            on_readable(loop, c);
     }
 }
 
