@@ -75,6 +75,8 @@ class Record:
     connect_errors: int | None = None
     timeouts: int | None = None
     read_errors: int | None = None
+    unserved: int | None = None         # clients that never got a single response (waiting in a queue all along)
+    slow_connects: int | None = None    # connects that took >= 1 s: a SYN was dropped (accept queue full) and resent
     duration_s: float | None = None
     loadgen_cpu_s: float | None = None
     # what it cost the server (deltas of Server.statistics() around the point; RSS at its end)
@@ -379,6 +381,8 @@ def _measure(servers: _Servers, load, model: str, concurrency: int, base: dict, 
     measured = {name: getattr(result, name) for name in ("rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
                 "max_ms", "mean_ms", "completed", "non_2xx", "connect_errors", "timeouts", "read_errors",
                 "duration_s", "loadgen_cpu_s")}
+    # Optional in a stand-in load function; the book's load generator always reports them.
+    measured.update({name: getattr(result, name, None) for name in ("unserved", "slow_connects")})
     if after is not None:
         cpu = (after.cpu_user_s + after.cpu_system_s) - (before.cpu_user_s + before.cpu_system_s)
         measured.update(server_cpu_s=cpu, pss_bytes=after.pss_bytes,
