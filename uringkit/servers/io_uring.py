@@ -115,9 +115,8 @@ class UringServer:
         data = conn.rview[:res].tobytes()  # a copy: rbuf is reused by the next recv
         conn.buf = conn.buf + data if conn.buf else data
         if conn.delayed is None:
-            answered = conn.answered
             self.counts[1] += conn.take_answers(self.respond)
-            if conn.answered != answered:
+            if conn.out:  # a request was answered (nothing was queued before: we only recv when all is sent)
                 conn.deadline = self.now + self.idle
         self.send_next(conn)
 
