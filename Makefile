@@ -65,6 +65,8 @@ book: setup
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/ring.py
+	$(PY) benchmarks/servers.py
+	$(PY) benchmarks/loadgen.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info uringkit/_native*.so uringkit/_native.c benchmarks/_build
