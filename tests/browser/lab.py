@@ -9,20 +9,21 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots kept for a person to look at
 
 # JupyterLab 4's DOM: each cell's input prompt shows "[*]:" while it runs; error outputs carry this MIME type.
-RUNNING_PROMPT = ".jp-InputArea-prompt:text('[*]')"
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab in front
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 
 def open_notebook(page, base: str, token: str, path: str) -> None:
-    page.goto(f"{base}/lab/tree/{path}?token={token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.goto(f"{base}/lab/tree/{path}?reset&token={token}")  # reset: no tabs restored from an earlier test
+    page.wait_for_selector(f"{ACTIVE} .jp-Notebook .jp-Cell", timeout=60_000)
     # A notebook whose kernel is not running yet may ask which kernel to start; a reader clicks "Select".
     page.wait_for_timeout(1500)
     dialog = page.locator(".jp-Dialog").filter(has_text="Select Kernel")
     if dialog.count():
         dialog.get_by_role("button", name="Select", exact=True).click()
     # The kernel must be connected before Run All, or the command is queued behind the kernel dialog.
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.wait_for_selector(f"{ACTIVE} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000,
+                           state="attached")
 
 
 def run_all(page, timeout_s: float = 600) -> None:
@@ -31,8 +32,8 @@ def run_all(page, timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     page.wait_for_timeout(1000)
     while time.monotonic() < deadline:
-        busy = page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']").count()
-        unrun = page.locator(".jp-CodeCell .jp-InputArea-prompt").filter(has_text="[*]").count()
+        busy = page.locator(f"{ACTIVE} .jp-Notebook-ExecutionIndicator[data-status='busy']").count()
+        unrun = page.locator(f"{ACTIVE} .jp-CodeCell .jp-InputArea-prompt").filter(has_text="[*]").count()
         if not busy and not unrun:
             return
         page.wait_for_timeout(500)
