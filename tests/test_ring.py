@@ -10,6 +10,7 @@ import gc
 import os
 import signal
 import socket
+import threading
 import time
 import weakref
 
@@ -321,6 +322,34 @@ def test_a_signal_handler_that_raises_interrupts_wait_cqe(ring):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("wait", ["wait_cqe", "wait_completions", "submit_and_wait"])
+def test_a_signal_interrupts_a_wait_that_also_submitted(ring, wait):
+    """One io_uring_enter that submits and then sleeps reports the submission, not -EINTR, when a signal cuts
+    the sleep short; the ring must still hand control back to Python so the handler (Ctrl-C) runs."""
+    a, b = socket.socketpair()
+    rescue = threading.Timer(3.0, b.send, [b"rescue"])  # if the signal were ignored: fail, do not hang
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        rescue.start()
+        ring.recv(a.fileno(), bytearray(8))          # queued, not submitted: the wait below submits it
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        with pytest.raises(Interrupted):
+            getattr(ring, wait)()
+        assert time.monotonic() - t0 < 1.0, "the signal handler ran only once a completion arrived"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        rescue.cancel()
+        rescue.join()
+        a.close()
+        b.close()
 
 
 def test_a_signal_handler_that_returns_lets_the_wait_go_on(ring):

@@ -4,8 +4,10 @@ import errno
 import gc
 import os
 import random
+import signal
 import socket
 import weakref
+from array import array
 
 import pytest
 
@@ -33,6 +35,37 @@ def test_nop_batch(ring):
         batch.check()
     assert ring.wait_batch(batch, timeout=WAIT)
     assert batch.done and batch.check() == [0] * 100 and ring.in_flight == 0
+
+
+def test_nop_batch_with_wait_comes_back_done(ring):
+    ring.nop(user_data="single")              # completes during the batch's wait: kept for wait_cqe
+    batch = ring.nop_batch(100, wait=True)    # more than the entries: prepared and submitted in pieces
+    assert batch.done and batch.check() == [0] * 100 and ring.in_flight == 0  # the single one was reaped too
+    assert ring.wait_cqe(timeout=WAIT).user_data == "single"
+
+
+def test_read_batch_with_wait_and_array_offsets(ring, data_file):
+    _, fd = data_file
+    buf = bytearray(3 * BLOCK)
+    batch = ring.read_batch(fd, buf, BLOCK, array("Q", [2 * BLOCK, 0, 7 * BLOCK]), wait=True)
+    assert batch.done and batch.check() == [BLOCK] * 3
+    assert buf == bytes([2]) * BLOCK + bytes([0]) * BLOCK + bytes([7]) * BLOCK
+
+
+def test_a_signal_during_a_waiting_batch_does_not_lose_it(ring):
+    """C's wait is cut short by EINTR; Python runs the handler (which feeds the pipe) and finishes the wait."""
+    r, w = os.pipe()
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: os.write(w, b"x" * BLOCK))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        buf = bytearray(BLOCK)
+        batch = ring.read_batch(r, buf, BLOCK, [0], wait=True)
+        assert batch.done and batch.check() == [BLOCK] and buf == b"x" * BLOCK
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(r)
+        os.close(w)
 
 
 def test_empty_batch_is_done_at_once(ring):

@@ -39,6 +39,7 @@ import os
 import socket
 import struct
 import time
+from array import array
 from collections import deque
 from typing import Callable, Iterable, Sequence
 
@@ -107,6 +108,14 @@ def _sockaddr(address) -> bytearray:
                      + socket.inet_pton(socket.AF_INET, host) + bytes(8))
 
 
+def _offsets(offsets):
+    """Batch offsets as a ``uint64_t[]``: an ``array('Q')`` is used in place; anything else is converted through
+    one, which costs a third of ``ffi.new`` on a list (the difference shows at queue depth 32)."""
+    if not (isinstance(offsets, array) and offsets.typecode == "Q"):
+        offsets = array("Q", offsets)
+    return ffi.from_buffer("uint64_t[]", offsets)
+
+
 def _writable(buf):
     return ffi.from_buffer(buf, require_writable=True)
 
@@ -153,7 +162,10 @@ class Ring:
         self._out_user_data = memoryview(ffi.buffer(out.user_data)).cast("Q")
         self._out_res = memoryview(ffi.buffer(out.res)).cast("i")
         self._out_flags = memoryview(ffi.buffer(out.flags)).cast("I")
+        self._out_counts = memoryview(ffi.buffer(ffi.addressof(out, "n"), 8)).cast("I")  # [n, n_batches_done]
+        self._out_batches_done = memoryview(ffi.buffer(out.batches_done)).cast("I")
         self._batches_in_flight = 0
+        self._cq_entries = lib.uk_cq_entries(r)
         self.sqpoll = sqpoll
         self.features = self._io.features
         self._inflight: dict[int, tuple] = {}       # token -> (user_data, keepalive)
@@ -178,7 +190,8 @@ class Ring:
         r, self._r = self._r, _CLOSED  # every later call into C sees NULL and answers -EBADFD
         self._io = self._out = None
         self._ready.clear()  # a closed ring hands out nothing, not even what it reaped before
-        for view in (self._out_user_data, self._out_res, self._out_flags):
+        for view in (self._out_user_data, self._out_res, self._out_flags, self._out_counts,
+                     self._out_batches_done):
             view.release()
         lib.uk_ring_free(r)
         self._registered_buffers = self._registered_files = None
@@ -421,21 +434,18 @@ class Ring:
         return token
 
     # --- batches: many SQEs per call into C ------------------------------------------------------------------
-    def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int) -> Batch:
+    def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int, wait: bool) -> Batch:
         if flags & lib.IOSQE_CQE_SKIP_SUCCESS:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        if offsets is None:
-            coffsets = ffi.NULL
-        else:  # ffi.new takes lists and tuples only
-            coffsets = ffi.new("uint64_t[]", offsets if type(offsets) in (list, tuple) else list(offsets))
-        batch = Batch(n, (cbuf, coffsets))  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
+        coffsets = ffi.NULL if offsets is None else _offsets(offsets)  # copied into the SQEs: no keepalive
+        batch = Batch(n, cbuf)  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
         if n == 0:
             batch.done = True
             return batch
         slot = self._free_slots.pop()
-        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0)
+        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0, wait)
         if got <= 0:
             self._free_slots.append(slot)
             if self.closed:
@@ -446,25 +456,35 @@ class Ring:
         self._batches_in_flight += 1
         if got < n:  # the kernel refused a submit half-way: what was prepared stays tracked, the rest is reported
             raise OSError(errno.EBUSY, f"only {got} of {n} operations could be queued")
+        if wait:
+            self._settle_reaped(self._out_counts[0])  # what C reaped while it waited: this batch, maybe others
+            if not batch.done:  # a signal, an error or a full reap buffer cut C's wait short
+                self.wait_batch(batch)
         return batch
 
-    def nop_batch(self, n: int, *, flags: int = 0) -> Batch:
-        """``n`` NOPs in one call (chapter 06 measures what batching buys)."""
-        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags)
+    def nop_batch(self, n: int, *, flags: int = 0, wait: bool = False) -> Batch:
+        """``n`` NOPs in one call (chapter 06 measures what batching buys). ``wait=True`` also submits them and
+        waits until they are done, still in that one call into C: the batch comes back ``done``."""
+        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags, wait)
 
-    def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0) -> Batch:
-        """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``."""
+    def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0,
+                   wait: bool = False) -> Batch:
+        """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``. ``offsets`` is
+        any sequence of ints; an ``array('Q')`` skips a conversion. ``wait=True`` as for ``nop_batch`` (chapter
+        06's queue-depth sweep: one call into C per batch)."""
         cbuf = _writable(buf)
         if len(offsets) * size > len(cbuf):
             raise ValueError(f"{len(offsets)} reads of {size} bytes need {len(offsets) * size} bytes of buffer")
-        return self._batch(lib.UK_OP_READ, len(offsets), fd, cbuf, size, offsets, flags)
+        return self._batch(lib.UK_OP_READ, len(offsets), fd, cbuf, size, offsets, flags, wait)
 
-    def write_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0) -> Batch:
-        """``len(offsets)`` writes of ``size`` bytes: write i comes from ``buf[i*size:(i+1)*size]``."""
+    def write_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0,
+                    wait: bool = False) -> Batch:
+        """``len(offsets)`` writes of ``size`` bytes: write i comes from ``buf[i*size:(i+1)*size]`` (offsets and
+        ``wait`` as for ``read_batch``)."""
         cbuf = ffi.from_buffer(buf)
         if len(offsets) * size > len(cbuf):
             raise ValueError(f"{len(offsets)} writes of {size} bytes need {len(offsets) * size} bytes of buffer")
-        return self._batch(lib.UK_OP_WRITE, len(offsets), fd, cbuf, size, offsets, flags)
+        return self._batch(lib.UK_OP_WRITE, len(offsets), fd, cbuf, size, offsets, flags, wait)
 
     # --- submitting and reaping ------------------------------------------------------------------------------
     def submit(self) -> int:
@@ -473,12 +493,17 @@ class Ring:
 
     def submit_and_wait(self, wait_nr: int = 1) -> int:
         """Submit, then sleep in the kernel (GIL released) until ``wait_nr`` completions are ready; reap them
-        with ``completions_nowait()``."""
+        with ``completions_nowait()``. Returns how many entries were submitted."""
         io = self._live_io()
-        res = lib.io_uring_submit_and_wait(io, wait_nr)
-        while res == -errno.EINTR:  # a signal: Python runs its handler now (Ctrl-C raises here), then we retry
-            res = lib.io_uring_submit_and_wait(io, wait_nr)
-        return check(res)
+        submitted = check(lib.io_uring_submit(io))
+        wanted = min(wait_nr, self._cq_entries)
+        # Submitting first means a signal ends the sleep with -EINTR: Python runs its handler (Ctrl-C raises
+        # here), then we sleep on. (One enter that submits and sleeps reports the submissions instead.)
+        while lib.io_uring_cq_ready(io) < wanted:
+            res = lib.io_uring_submit_and_wait(io, wanted)
+            if res < 0 and res != -errno.EINTR:
+                check(res)
+        return submitted
 
     def _reap(self, submit: int, wait_nr: int, timeout_ns: int) -> None:
         """One call into uk_reap (GIL released while it waits), then settle what it returned."""
@@ -516,10 +541,10 @@ class Ring:
         check(err)
 
     def _release_done_batches(self) -> None:
-        out = self._out
-        for slot in ffi.unpack(out.batches_done, out.n_batches_done):
-            batch = self._batches[slot]
-            self._batches[slot] = None
+        batches, done = self._batches, self._out_batches_done
+        for i in range(self._out_counts[1]):
+            slot = done[i]
+            batch, batches[slot] = batches[slot], None
             self._free_slots.append(slot)
             self._batches_in_flight -= 1
             batch.done, batch._keepalive = True, None
