@@ -13,14 +13,14 @@ What each loop does - the same work in every column, so the comparison is fair:
   Python object, kept alive by the ring, and the Completion is a fresh object). C: get_sqe, prep_nop,
   set_data64, submit_and_wait(1), peek, check user_data, cqe_seen. PyPI: get_sqe, prep_nop, set_data64,
   submit_and_wait(1), wait_cqe, ``cqe[0].user_data``, cqe_seen - its idiomatic minimal loop.
-* **NOP, batch 32** - 32 NOPs, one submit_and_wait(32), reap all 32. uringkit: ``nop_batch(32)`` +
-  ``wait_batch`` (the batch API: one call into C each way, results land in the Batch). C: 32 x (get_sqe,
+* **NOP, batch 32** - 32 NOPs, one submit_and_wait(32), reap all 32. uringkit: ``nop_batch(32, wait=True)``
+  (the batch API: prepare, submit, wait and reap in one call into C; results land in the Batch). C: 32 x (get_sqe,
   prep_nop, set_data64), submit_and_wait(32), for_each_cqe + cq_advance. PyPI: 32 x (get_sqe, prep_nop,
   set_data64), submit_and_wait(32), wait_cqe, cq_ready, ``cqe[i].user_data`` for each, cq_advance.
 * **4 KiB reads at queue depth 32** - 32 reads at the next 32 sequential 4 KiB offsets of the page-cached
   64 MiB file (wrapping at its end), into 32 distinct 4 KiB buffers, one submit_and_wait(32), reap all 32.
-  uringkit: ``read_batch`` + ``wait_batch``, checking the last batch of every chunk (``Batch.check``); C and
-  PyPI check every res == 4096. Python baseline: an ``os.pread(fd, 4096, offset)`` loop over the same offsets.
+  uringkit: ``read_batch(..., wait=True)`` with the offsets as ``array('Q')`` (both documented fast forms),
+  checking the last batch of every chunk (``Batch.check``); C and PyPI check every res == 4096. Python baseline: an ``os.pread(fd, 4096, offset)`` loop over the same offsets.
 
 Every ring is set up alike (64 entries, COOP_TASKRUN where the kernel has it), so only the binding differs.
 Targets (the issue): uringkit reads at QD32 >= 0.8 x C; uringkit NOP >= 1 x PyPI at batch 1, >= 2 x at batch 32.
@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 
 from uringkit.ring import Ring
@@ -85,10 +86,10 @@ def ops_per_second(chunk, ops_per_chunk: int, seconds: float) -> float:
             return done / elapsed
 
 
-def read_offsets() -> list[list[int]]:
+def read_offsets() -> list[array]:
     """The offsets of every batch of QD sequential 4 KiB reads through the file, in order."""
     blocks = FILE_SIZE // BLOCK
-    return [[(b + i) * BLOCK for i in range(QD)] for b in range(0, blocks, QD)]
+    return [array("Q", [(b + i) * BLOCK for i in range(QD)]) for b in range(0, blocks, QD)]
 
 
 # --- uringkit -----------------------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def uringkit_nop_b1(ring: Ring, seconds: float) -> float:
 def uringkit_nop_b32(ring: Ring, seconds: float) -> float:
     def chunk():
         for _ in range(CHUNK // 8):
-            ring.wait_batch(ring.nop_batch(BATCH))
+            ring.nop_batch(BATCH, wait=True)
     return ops_per_second(chunk, CHUNK // 8 * BATCH, seconds)
 
 
@@ -115,8 +116,7 @@ def uringkit_read(ring: Ring, fd: int, seconds: float) -> float:
     def chunk():
         nonlocal position
         for _ in range(CHUNK // 8):
-            batch = ring.read_batch(fd, buf, BLOCK, offsets[position])
-            ring.wait_batch(batch)
+            batch = ring.read_batch(fd, buf, BLOCK, offsets[position], wait=True)
             position = (position + 1) % len(offsets)
         assert batch.check() == [BLOCK] * QD
     return ops_per_second(chunk, CHUNK // 8 * QD, seconds)

@@ -34,12 +34,8 @@ from __future__ import annotations
 
 import enum
 import errno
-import math
 import os
-import socket
-import struct
 import time
-from array import array
 from collections import deque
 from typing import Callable, Iterable, Sequence
 
@@ -51,7 +47,10 @@ from ._native.lib import (  # imported by name: a module global costs a quarter 
     uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
     uk_prep_writev, uk_reap,
 )
-from ._ring_types import F_MORE, Batch, Completion, RingClosedError, StatxResult, check, new_completion
+from ._ring_types import (
+    F_MORE, Batch, Completion, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
+    offsets_array, sockaddr, timespec, writable_buffer,
+)
 
 __all__ = [
     "Batch", "Completion", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
@@ -81,52 +80,6 @@ class SqeFlags(enum.IntFlag):
     FIXED_FILE = lib.IOSQE_FIXED_FILE   # ``fd`` is an index into the registered files
     ASYNC = lib.IOSQE_ASYNC             # skip the inline attempt; go straight to an io-wq worker
     CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # post no completion if it succeeds
-
-
-def _ns(seconds: float) -> int:
-    """A uk_reap timeout in whole nanoseconds; never negative (0: take what is ready, do not sleep)."""
-    return max(0, round(seconds * 1e9))
-
-
-def _timespec(seconds: float):
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError(f"timeout must be a finite number of seconds >= 0, not {seconds!r}")
-    ts = ffi.new("struct __kernel_timespec *")
-    ns = round(seconds * 1e9)
-    ts.tv_sec, ts.tv_nsec = divmod(ns, 10**9)
-    return ts
-
-
-def _sockaddr(address) -> bytearray:
-    """A ``struct sockaddr_in``/``sockaddr_in6`` for (host, port[, flowinfo, scope_id]); numeric hosts only."""
-    host, port = address[0], address[1]
-    if ":" in host:
-        flowinfo, scope_id = (address[2], address[3]) if len(address) == 4 else (0, 0)
-        return bytearray(struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, flowinfo)
-                         + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope_id))
-    return bytearray(struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
-                     + socket.inet_pton(socket.AF_INET, host) + bytes(8))
-
-
-def _offsets(offsets):
-    """Batch offsets as a ``uint64_t[]``: an ``array('Q')`` is used in place; anything else is converted through
-    one, which costs a third of ``ffi.new`` on a list (the difference shows at queue depth 32)."""
-    if not (isinstance(offsets, array) and offsets.typecode == "Q"):
-        offsets = array("Q", offsets)
-    return ffi.from_buffer("uint64_t[]", offsets)
-
-
-def _writable(buf):
-    return ffi.from_buffer(buf, require_writable=True)
-
-
-def _iovecs(bufs: Sequence, writable: bool):
-    """A ``struct iovec[]`` over ``bufs`` and everything that must outlive it."""
-    iov = ffi.new("struct iovec[]", max(len(bufs), 1))
-    cbufs = [_writable(b) if writable else ffi.from_buffer(b) for b in bufs]
-    for v, cb in zip(iov, cbufs):
-        v.iov_base, v.iov_len = cb, len(cb)
-    return iov, (list(bufs), cbufs, iov)
 
 
 class Ring:
@@ -205,7 +158,7 @@ class Ring:
         uk_prep_cancel(self._r, 0, 0, lib.IORING_ASYNC_CANCEL_ANY | lib.IORING_ASYNC_CANCEL_ALL)
         deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
         while self._awaiting_completions() and time.monotonic() < deadline:
-            self._reap(1, 1, _ns(deadline - time.monotonic()))
+            self._reap(1, 1, nanoseconds(deadline - time.monotonic()))
         self._ready.clear()
 
     @property
@@ -256,7 +209,7 @@ class Ring:
     def read(self, fd: int, buf, offset: int = -1, *, nbytes: int | None = None, user_data=None,
              flags: int = 0) -> int:
         """read(2)/pread(2) into ``buf`` (offset -1: the file position, as read(2) uses)."""
-        cbuf = _writable(buf)
+        cbuf = writable_buffer(buf)
         n = len(cbuf) if nbytes is None else min(nbytes, len(cbuf))
         token = uk_prep_read(self._r, flags, fd, cbuf, n, offset & U64)
         if token < 0:
@@ -275,7 +228,7 @@ class Ring:
 
     def readv(self, fd: int, bufs: Sequence, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """preadv(2): scatter one read over several buffers."""
-        iov, keep = _iovecs(bufs, writable=True)
+        iov, keep = iovecs(bufs, writable=True)
         token = uk_prep_readv(self._r, flags, fd, iov, len(bufs), offset & U64)
         if token < 0:
             self._refuse(token)
@@ -284,7 +237,7 @@ class Ring:
 
     def writev(self, fd: int, bufs: Sequence, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """pwritev(2): gather one write from several buffers."""
-        iov, keep = _iovecs(bufs, writable=False)
+        iov, keep = iovecs(bufs, writable=False)
         token = uk_prep_writev(self._r, flags, fd, iov, len(bufs), offset & U64)
         if token < 0:
             self._refuse(token)
@@ -369,7 +322,7 @@ class Ring:
 
     def connect(self, fd: int, address, *, user_data=None, flags: int = 0) -> int:
         """connect(2) to a numeric ``(host, port)`` address (IPv4 or IPv6)."""
-        sa = _sockaddr(address)
+        sa = sockaddr(address)
         csa = ffi.from_buffer(sa)
         token = uk_prep_connect(self._r, flags, fd, ffi.cast("struct sockaddr *", csa), len(sa))
         if token < 0:
@@ -379,7 +332,7 @@ class Ring:
 
     def recv(self, fd: int, buf, *, msg_flags: int = 0, user_data=None, flags: int = 0) -> int:
         """recv(2) into ``buf``; ``res`` 0 means the peer closed."""
-        cbuf = _writable(buf)
+        cbuf = writable_buffer(buf)
         token = uk_prep_recv(self._r, flags, fd, cbuf, len(cbuf), msg_flags)
         if token < 0:
             self._refuse(token)
@@ -398,7 +351,7 @@ class Ring:
     def timeout(self, seconds: float, *, count: int = 0, user_data=None, flags: int = 0) -> int:
         """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``;
         chapter 08)."""
-        ts = _timespec(seconds)
+        ts = timespec(seconds)
         token = uk_prep_timeout(self._r, flags, ts, count)
         if token < 0:
             self._refuse(token)
@@ -408,7 +361,7 @@ class Ring:
     def link_timeout(self, seconds: float, *, user_data=None, flags: int = 0) -> int:
         """Cancel the previous SQE (which must carry ``SqeFlags.LINK``) if it has not finished in ``seconds``: it
         completes with ``-ECANCELED``, this one with ``-ETIME`` (chapter 08)."""
-        ts = _timespec(seconds)
+        ts = timespec(seconds)
         token = uk_prep_link_timeout(self._r, flags, ts)
         if token < 0:
             self._refuse(token)
@@ -439,7 +392,7 @@ class Ring:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        coffsets = ffi.NULL if offsets is None else _offsets(offsets)  # copied into the SQEs: no keepalive
+        coffsets = ffi.NULL if offsets is None else offsets_array(offsets)  # copied into the SQEs: no keepalive
         batch = Batch(n, cbuf)  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
         if n == 0:
             batch.done = True
@@ -472,7 +425,7 @@ class Ring:
         """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``. ``offsets`` is
         any sequence of ints; an ``array('Q')`` skips a conversion. ``wait=True`` as for ``nop_batch`` (chapter
         06's queue-depth sweep: one call into C per batch)."""
-        cbuf = _writable(buf)
+        cbuf = writable_buffer(buf)
         if len(offsets) * size > len(cbuf):
             raise ValueError(f"{len(offsets)} reads of {size} bytes need {len(offsets) * size} bytes of buffer")
         return self._batch(lib.UK_OP_READ, len(offsets), fd, cbuf, size, offsets, flags, wait)
@@ -555,7 +508,7 @@ class Ring:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wanted = missing()
-            self._reap(1, wanted, FOREVER if deadline is None else _ns(deadline - time.monotonic()))
+            self._reap(1, wanted, FOREVER if deadline is None else nanoseconds(deadline - time.monotonic()))
             if not missing() or (deadline is not None and time.monotonic() >= deadline):
                 return
 
@@ -610,7 +563,7 @@ class Ring:
     def register_buffers(self, bufs: Sequence) -> None:
         """Pin ``bufs`` once so ``read_fixed``/``write_fixed`` skip per-I/O page pinning; kept alive until
         ``unregister_buffers`` or close (chapter 08)."""
-        iov, keep = _iovecs(bufs, writable=True)
+        iov, keep = iovecs(bufs, writable=True)
         check(lib.io_uring_register_buffers(self._live_io(), iov, len(bufs)))
         self._registered_buffers = (keep[0], keep[1], iov)
 
