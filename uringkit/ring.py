@@ -57,7 +57,7 @@ __all__ = [
     "check", "probe", "supports",
 ]
 
-BATCH_BIT = 1 << 63
+BATCH_BIT = 1 << 63       # == UK_BATCH_BIT: a batch operation (C settles those itself)
 SKIP_BIT = 1 << 62        # == UK_SKIP_BIT: the operation posts no completion if it succeeds
 U64 = (1 << 64) - 1       # offset -1 means 'the file position', as (u64)-1 in the SQE
 MAX_BATCHES = 1024        # == UK_MAX_BATCHES in native/ring.h: batches in flight at once
@@ -110,7 +110,7 @@ class Ring:
             raise _setup_error(-err[0], sqpoll)
         self._r = r
         self._io = lib.uk_ring_io(r)
-        self._out = out = lib.uk_ring_out(r)
+        out = lib.uk_ring_out(r)
         # memoryviews onto uk_reap's output arrays: indexing them costs a third of indexing the cdata arrays.
         self._out_user_data = memoryview(ffi.buffer(out.user_data)).cast("Q")
         self._out_res = memoryview(ffi.buffer(out.res)).cast("i")
@@ -141,7 +141,7 @@ class Ring:
             # rather than risk a use-after-free.
             _ORPHANED.append((list(self._inflight.values()), [b for b in self._batches if b]))
         r, self._r = self._r, _CLOSED  # every later call into C sees NULL and answers -EBADFD
-        self._io = self._out = None
+        self._io = None
         self._ready.clear()  # a closed ring hands out nothing, not even what it reaped before
         for view in (self._out_user_data, self._out_res, self._out_flags, self._out_counts,
                      self._out_batches_done):
