@@ -52,17 +52,25 @@ struct uk_reaped *uk_ring_out(struct uk_ring *r) { return &r->out; }
 unsigned uk_cq_entries(struct uk_ring *r) { return r->ring.cq.ring_entries; }
 
 /* A free SQE, handing the queued ones to the kernel first when the submission queue is full, so that a burst
- * larger than the ring is submitted in pieces rather than lost. NULL only if the kernel refuses the submit. */
+ * larger than the ring is submitted in pieces rather than lost. With SQPOLL the poller thread, not our submit,
+ * frees the slots, and the kernel's SQ_WAIT may wake before one is free: wait again until one is. NULL only if
+ * the kernel refuses (an error, or a submit that takes nothing). */
 struct io_uring_sqe *uk_get_sqe(struct uk_ring *r)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-    if (sqe)
-        return sqe;
-    if (io_uring_submit(&r->ring) < 0)
-        return NULL;
-    if (r->ring.flags & IORING_SETUP_SQPOLL)
-        io_uring_sqring_wait(&r->ring); /* the poller thread, not our submit, frees the slots */
-    return io_uring_get_sqe(&r->ring);
+    struct io_uring_sqe *sqe;
+    while (!(sqe = io_uring_get_sqe(&r->ring))) {
+        int ret = io_uring_submit(&r->ring);
+        if (ret < 0)
+            return NULL;
+        if (r->ring.flags & IORING_SETUP_SQPOLL) {
+            ret = io_uring_sqring_wait(&r->ring);
+            if (ret < 0 && ret != -EINTR)
+                return NULL;
+        } else if (ret == 0) {
+            return NULL;
+        }
+    }
+    return sqe;
 }
 
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags)
