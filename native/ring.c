@@ -274,3 +274,5 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
     reap_ready(r);
     return (int)r->out.n;
 }
+
+int uk_reap_one(struct uk_ring *r) { return uk_reap(r, 1, 1, -1); }

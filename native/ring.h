@@ -82,6 +82,9 @@ int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask);
 int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
                   unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index, int wait);
 int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns);
+/* uk_reap(r, 1, 1, -1), the hot path of a request/response loop, with one argument: cffi packs the arguments of
+ * a call with several into a tuple and converts each, which costs more than half of a four-argument call. */
+int uk_reap_one(struct uk_ring *r);
 /* cffi-end */
 
 #endif
