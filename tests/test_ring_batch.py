@@ -4,14 +4,13 @@ import errno
 import gc
 import os
 import random
-import signal
 import socket
 import weakref
 from array import array
 
 import pytest
 
-from test_ring import WAIT, Buf, drain, require_io_uring, ring  # noqa: F401  (``ring`` is the shared fixture)
+from test_ring import WAIT, Buf, drain, require_io_uring, ring, signal_after  # noqa: F401  (``ring`` is the shared fixture)
 from uringkit.ring import MAX_BATCHES, Ring, SqeFlags
 
 BLOCK = 512
@@ -55,15 +54,12 @@ def test_read_batch_with_wait_and_array_offsets(ring, data_file):
 def test_a_signal_during_a_waiting_batch_does_not_lose_it(ring):
     """C's wait is cut short by EINTR; Python runs the handler (which feeds the pipe) and finishes the wait."""
     r, w = os.pipe()
-    old = signal.signal(signal.SIGALRM, lambda signum, frame: os.write(w, b"x" * BLOCK))
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
         buf = bytearray(BLOCK)
-        batch = ring.read_batch(r, buf, BLOCK, [0], wait=True)
+        with signal_after(0.05, lambda signum, frame: os.write(w, b"x" * BLOCK)):
+            batch = ring.read_batch(r, buf, BLOCK, [0], wait=True)
         assert batch.done and batch.check() == [BLOCK] and buf == b"x" * BLOCK
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
         os.close(r)
         os.close(w)
 
