@@ -75,6 +75,24 @@ def test_wait_cqe_times_out_with_none(ring):
     assert ring.completions_nowait() == []
 
 
+def test_wait_cqe_with_timeout_zero_still_looks(ring):
+    ring.nop(user_data="ready")
+    ring.submit()
+    time.sleep(0.01)
+    c = ring.wait_cqe(timeout=0)
+    assert c is not None and c.user_data == "ready"
+
+
+def test_wait_completions_gathers_more_than_the_completion_queue_holds(caps):
+    require_io_uring(caps)
+    with Ring(4) as ring:                                  # a completion queue of 8
+        for i in range(20):
+            ring.nop(user_data=i)
+        t0 = time.monotonic()
+        got = ring.wait_completions(20, timeout=WAIT)
+        assert sorted(c.user_data for c in got) == list(range(20)) and time.monotonic() - t0 < 1.0
+
+
 def test_completions_nowait_returns_what_is_ready(ring):
     ring.nop(user_data="a")
     ring.nop(user_data="b")
