@@ -57,14 +57,13 @@ class Batch:
     """Many operations of one kind prepared in one call into C (chapter 06's queue-depth experiment);
     ``results[i]`` is operation i's result once ``done``."""
 
-    __slots__ = ("n", "results", "done", "_keepalive", "_slot")
+    __slots__ = ("n", "results", "done", "_keepalive")
 
     def __init__(self, n: int, keepalive: Any):
         self.n = n
-        self._keepalive = keepalive          # the buffer (and offsets) the kernel reads or writes
-        self.results = ffi.new("int32_t[]", max(n, 1))
+        self.results = ffi.new("int32_t[]", n or 1)
         self.done = False
-        self._slot = -1
+        self._keepalive = keepalive          # the buffer the kernel reads or writes, until the batch is done
 
     def check(self) -> list[int]:
         """Every result, or ``OSError`` for the first failed operation."""

@@ -388,7 +388,7 @@ class Ring:
 
     # --- batches: many SQEs per call into C ------------------------------------------------------------------
     def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int, wait: bool) -> Batch:
-        if flags & lib.IOSQE_CQE_SKIP_SUCCESS:
+        if flags & _CQE_SKIP_SUCCESS:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
@@ -404,7 +404,7 @@ class Ring:
             if self.closed:
                 raise RingClosedError("this Ring is closed")
             raise OSError(errno.EBUSY if got == 0 else -got, "could not prepare the batch")
-        batch._slot, batch.n = slot, got
+        batch.n = got
         self._batches[slot] = batch
         self._batches_in_flight += 1
         if got < n:  # the kernel refused a submit half-way: what was prepared stays tracked, the rest is reported
@@ -610,6 +610,7 @@ class Ring:
 OPCODES = {name[len("IORING_OP_"):].lower(): getattr(lib, name)
            for name in dir(lib) if name.startswith("IORING_OP_") and name != "IORING_OP_LAST"}
 _CLOSED = ffi.cast("struct uk_ring *", 0)  # what a closed Ring holds instead of its pointer
+_CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # a plain int: arithmetic on an IntFlag member runs Python code
 _ORPHANED: list = []  # buffers of operations that outlived their ring's close(); see Ring.close
 
 
