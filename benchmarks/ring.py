@@ -1,6 +1,6 @@
 """How much a Python binding costs over io_uring: uringkit against C liburing and PyPI's ``liburing``.
 
-Run it: ``make bench`` or ``.venv/bin/python benchmarks/ring.py [--reps 5] [--seconds 0.3]``. It compiles
+Run it: ``make bench`` or ``.venv/bin/python benchmarks/ring.py [--reps 9] [--seconds 0.15]``. It compiles
 ``benchmarks/ring_ref.c`` (gcc -O2 ... -luring) into ``benchmarks/_build/``, writes a 64 MiB file there and
 reads it once so it is page-cached, then runs every loop below for ``--seconds`` per repetition, interleaving
 the implementations (uringkit, C, PyPI, uringkit, C, PyPI, ...) so a noisy neighbour hurts all of them alike.
@@ -226,8 +226,8 @@ def make_data_file() -> None:
             pass
 
 
-def measure(reps: int, seconds: float) -> dict[str, float]:
-    """Median ops/s of every figure over ``reps`` interleaved repetitions."""
+def measure(reps: int, seconds: float) -> dict[str, list[float]]:
+    """Ops/s of every figure in each of ``reps`` interleaved repetitions."""
     samples: dict[str, list[float]] = {}
     path = str(DATA_FILE)
     fd = os.open(path, os.O_RDONLY)
@@ -256,17 +256,21 @@ def measure(reps: int, seconds: float) -> dict[str, float]:
             pypi.close()
         ring.close()
         os.close(fd)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
-def report(medians: dict[str, float], reps: int, seconds: float) -> None:
+def report(samples: dict[str, list[float]], reps: int, seconds: float) -> None:
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+
     def row(label, name):
         if name in medians:
             print(f"  {label:<34} {medians[name] / 1e6:8.3f} M ops/s")
 
     def ratio(label, num, den, target=None):
-        if num in medians and den in medians:
-            r = medians[num] / medians[den]
+        # Paired: each repetition's two figures ran seconds apart, so their ratio survives a noisy neighbour that
+        # comes and goes better than a ratio of medians does.
+        if num in samples and den in samples:
+            r = statistics.median(a / b for a, b in zip(samples[num], samples[den]))
             verdict = "" if target is None else f"   (target >= {target:g} x: {'met' if r >= target else 'NOT met'})"
             print(f"  {label:<34} {r:8.2f} x{verdict}")
 
@@ -281,7 +285,7 @@ def report(medians: dict[str, float], reps: int, seconds: float) -> None:
     row("C liburing, QD 32", "read4k_qd32_c_ops")
     row("PyPI liburing, QD 32", "read4k_qd32_pypi_ops")
     row("os.pread loop", "read4k_pread_python_ops")
-    print("ratios")
+    print("ratios (median of the per-repetition ratios)")
     ratio("NOP b1: uringkit / C", "nop_b1_uringkit_ops", "nop_b1_c_ops")
     ratio("NOP b1: uringkit / PyPI", "nop_b1_uringkit_ops", "nop_b1_pypi_ops", 1)
     ratio("NOP b32: uringkit / C", "nop_b32_uringkit_ops", "nop_b32_c_ops")
@@ -295,8 +299,8 @@ def report(medians: dict[str, float], reps: int, seconds: float) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (the median is reported)")
-    parser.add_argument("--seconds", type=float, default=0.3, help="length of one measurement")
+    parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions (the median is reported)")
+    parser.add_argument("--seconds", type=float, default=0.15, help="length of one measurement")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.seconds <= 0:
         parser.error("--reps must be >= 1 and --seconds > 0")
