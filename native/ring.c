@@ -49,18 +49,28 @@ struct io_uring *uk_ring_io(struct uk_ring *r) { return &r->ring; }
 
 struct uk_reaped *uk_ring_out(struct uk_ring *r) { return &r->out; }
 
+unsigned uk_cq_entries(struct uk_ring *r) { return r->ring.cq.ring_entries; }
+
 /* A free SQE, handing the queued ones to the kernel first when the submission queue is full, so that a burst
- * larger than the ring is submitted in pieces rather than lost. NULL only if the kernel refuses the submit. */
+ * larger than the ring is submitted in pieces rather than lost. With SQPOLL the poller thread, not our submit,
+ * frees the slots, and the kernel's SQ_WAIT may wake before one is free: wait again until one is. NULL only if
+ * the kernel refuses (an error, or a submit that takes nothing). */
 struct io_uring_sqe *uk_get_sqe(struct uk_ring *r)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-    if (sqe)
-        return sqe;
-    if (io_uring_submit(&r->ring) < 0)
-        return NULL;
-    if (r->ring.flags & IORING_SETUP_SQPOLL)
-        io_uring_sqring_wait(&r->ring); /* the poller thread, not our submit, frees the slots */
-    return io_uring_get_sqe(&r->ring);
+    struct io_uring_sqe *sqe;
+    while (!(sqe = io_uring_get_sqe(&r->ring))) {
+        int ret = io_uring_submit(&r->ring);
+        if (ret < 0)
+            return NULL;
+        if (r->ring.flags & IORING_SETUP_SQPOLL) {
+            ret = io_uring_sqring_wait(&r->ring);
+            if (ret < 0 && ret != -EINTR)
+                return NULL;
+        } else if (ret == 0) {
+            return NULL;
+        }
+    }
+    return sqe;
 }
 
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags)
@@ -131,8 +141,59 @@ int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int canc
 int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask)
 { PREP(io_uring_prep_poll_add(sqe, fd, mask)); }
 
+static void settle_batch_cqe(struct uk_ring *r, const struct io_uring_cqe *cqe)
+{
+    unsigned slot = (unsigned)(cqe->user_data >> 32) & 0xffff;
+    uint32_t idx = (uint32_t)cqe->user_data;
+    if (slot >= UK_MAX_BATCHES || !r->batch_res[slot] || idx >= r->batch_n[slot])
+        return; /* not ours (cannot happen unless user_data was forged): drop rather than scribble */
+    r->batch_res[slot][idx] = cqe->res;
+    if (--r->batch_left[slot] == 0) {
+        r->out.batches_done[r->out.n_batches_done++] = slot;
+        r->batch_res[slot] = NULL;
+    }
+}
+
+/* Consume every ready CQE, appending to r->out: batch results go straight into their batch's array, single-op
+ * completions into r->out's arrays (stopping when those are full: the rest stay in the CQ for the next call). */
+static void reap_ready(struct uk_ring *r)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, count = 0;
+
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+        if (cqe->user_data == LIBURING_UDATA_TIMEOUT) {
+            /* liburing's own wait timeout (old kernels only): not a request of ours */
+        } else if (cqe->user_data & UK_BATCH_BIT) {
+            settle_batch_cqe(r, cqe);
+        } else {
+            unsigned k = r->out.n;
+            if (k == UK_REAP_MAX)
+                break;
+            r->out.user_data[k] = cqe->user_data;
+            r->out.res[k] = cqe->res;
+            r->out.flags[k] = cqe->flags;
+            r->out.n = k + 1;
+        }
+        count++;
+    }
+    io_uring_cq_advance(&r->ring, count);
+}
+
+/* Submit what is queued and sleep until wait_nr completions are ready: one io_uring_enter. When a signal cuts
+ * the sleep short after the kernel took the submissions, io_uring_enter reports the submissions, not -EINTR;
+ * liburing's own loops would then sleep again, and Python would never run its handler (Ctrl-C ignored until
+ * a completion arrives). So: a return with fewer than wait_nr completions ready is reported as -EINTR. */
+static int submit_and_wait(struct uk_ring *r, unsigned wait_nr)
+{
+    int ret = io_uring_submit_and_wait(&r->ring, wait_nr);
+    if (ret >= 0 && io_uring_cq_ready(&r->ring) < wait_nr)
+        return -EINTR;
+    return ret;
+}
+
 int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
-                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index)
+                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index, int wait)
 {
     unsigned i;
     if (!r)
@@ -156,39 +217,38 @@ int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, c
         }
         uk_sqe_finish(sqe, UK_BATCH_BIT | (uint64_t)slot << 32 | i, sqe_flags);
     }
-    if (i) {
-        r->batch_res[slot] = results;
-        r->batch_n[slot] = i;
-        r->batch_left[slot] = i;
+    if (!i)
+        return 0;
+    r->batch_res[slot] = results;
+    r->batch_n[slot] = i;
+    r->batch_left[slot] = i;
+    if (!wait || i < n)
+        return (int)i;
+    /* wait: submit and reap until this batch is done, so a queue-depth loop costs one call into C per batch.
+     * A signal (-EINTR), an error or a full r->out ends the wait early; the batch then stays in flight and
+     * Python waits for it the usual way. Whatever was reaped meanwhile is in r->out, as after uk_reap. */
+    r->out.n = 0;
+    r->out.n_batches_done = 0;
+    while (r->batch_res[slot] && r->out.n < UK_REAP_MAX) {
+        if (submit_and_wait(r, 1) < 0)
+            break;
+        reap_ready(r);
     }
     return (int)i;
 }
 
-static void settle_batch_cqe(struct uk_ring *r, const struct io_uring_cqe *cqe)
-{
-    unsigned slot = (unsigned)(cqe->user_data >> 32) & 0xffff;
-    uint32_t idx = (uint32_t)cqe->user_data;
-    if (slot >= UK_MAX_BATCHES || !r->batch_res[slot] || idx >= r->batch_n[slot])
-        return; /* not ours (cannot happen unless user_data was forged): drop rather than scribble */
-    r->batch_res[slot][idx] = cqe->res;
-    if (--r->batch_left[slot] == 0) {
-        r->out.batches_done[r->out.n_batches_done++] = slot;
-        r->batch_res[slot] = NULL;
-    }
-}
-
 /* Optionally submit, optionally wait for wait_nr completions (timeout_ns < 0: no timeout), then consume every
- * ready CQE: batch results go straight into their batch's array, single-op ones into r->out. Returns the number
- * of single-op completions in r->out (finished batches are counted in r->out.n_batches_done), or -errno (-EINTR
- * included, so Python can run its signal handlers and retry). */
+ * ready CQE (reap_ready). Returns the number of single-op completions in r->out (finished batches are counted
+ * in r->out.n_batches_done), or -errno (-EINTR included, so Python can run its signal handlers and retry). */
 int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
 {
     struct io_uring_cqe *cqe;
-    unsigned head, count = 0;
     int ret;
 
     if (!r)
         return -EBADFD;
+    if (wait_nr > r->ring.cq.ring_entries)
+        wait_nr = r->ring.cq.ring_entries; /* more could never be ready at once: the caller loops for the rest */
     if (wait_nr) {
         struct __kernel_timespec ts, *tsp = NULL;
         if (timeout_ns >= 0) {
@@ -196,7 +256,9 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
             ts.tv_nsec = timeout_ns % 1000000000;
             tsp = &ts;
         }
-        if (submit)
+        if (submit && !tsp)
+            ret = submit_and_wait(r, wait_nr);
+        else if (submit)
             ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, wait_nr, tsp, NULL);
         else
             ret = io_uring_wait_cqes(&r->ring, &cqe, wait_nr, tsp, NULL);
@@ -207,25 +269,10 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
         if (ret < 0)
             return ret;
     }
-
     r->out.n = 0;
     r->out.n_batches_done = 0;
-    io_uring_for_each_cqe(&r->ring, head, cqe) {
-        if (cqe->user_data == LIBURING_UDATA_TIMEOUT) {
-            /* liburing's own wait timeout (old kernels only): not a request of ours */
-        } else if (cqe->user_data & UK_BATCH_BIT) {
-            settle_batch_cqe(r, cqe);
-        } else {
-            unsigned k = r->out.n;
-            if (k == UK_REAP_MAX)
-                break; /* the rest stay in the CQ for the next call */
-            r->out.user_data[k] = cqe->user_data;
-            r->out.res[k] = cqe->res;
-            r->out.flags[k] = cqe->flags;
-            r->out.n = k + 1;
-        }
-        count++;
-    }
-    io_uring_cq_advance(&r->ring, count);
+    reap_ready(r);
     return (int)r->out.n;
 }
+
+int uk_reap_one(struct uk_ring *r) { return uk_reap(r, 1, 1, -1); }

@@ -47,6 +47,7 @@ struct uk_ring *uk_ring_new(unsigned entries, unsigned setup_flags, unsigned sq_
 void uk_ring_free(struct uk_ring *r);
 struct io_uring *uk_ring_io(struct uk_ring *r);
 struct uk_reaped *uk_ring_out(struct uk_ring *r);
+unsigned uk_cq_entries(struct uk_ring *r);  /* the completion queue's size: no wait can ask for more at once */
 struct io_uring_sqe *uk_get_sqe(struct uk_ring *r);
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags);
 /* One call per operation: take an SQE (submitting first if the queue is full), prepare it with liburing's
@@ -76,9 +77,14 @@ int64_t uk_prep_link_timeout(struct uk_ring *r, unsigned fl, struct __kernel_tim
 int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int cancel_flags);
 int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask);
 
+/* Prepare n operations of one kind as batch `slot` (results land in results[i]); returns how many were
+ * prepared. With wait, also submit and reap until the batch is done (see ring.c), leaving r->out as uk_reap. */
 int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
-                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index);
+                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index, int wait);
 int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns);
+/* uk_reap(r, 1, 1, -1), the hot path of a request/response loop, with one argument: cffi packs the arguments of
+ * a call with several into a tuple and converts each, which costs more than half of a four-argument call. */
+int uk_reap_one(struct uk_ring *r);
 /* cffi-end */
 
 #endif

@@ -5,11 +5,13 @@ test_ring_advanced.py, batches and the randomized stress test in test_ring_batch
 ``ring`` fixture and ``drain`` from here.
 """
 
+import contextlib
 import errno
 import gc
 import os
 import signal
 import socket
+import threading
 import time
 import weakref
 
@@ -71,6 +73,24 @@ def test_wait_cqe_times_out_with_none(ring):
     assert ring.wait_cqe(timeout=0.05) is None
     assert 0.04 <= time.monotonic() - t0 < 1.0
     assert ring.completions_nowait() == []
+
+
+def test_wait_cqe_with_timeout_zero_still_looks(ring):
+    ring.nop(user_data="ready")
+    ring.submit()
+    time.sleep(0.01)
+    c = ring.wait_cqe(timeout=0)
+    assert c is not None and c.user_data == "ready"
+
+
+def test_wait_completions_gathers_more_than_the_completion_queue_holds(caps):
+    require_io_uring(caps)
+    with Ring(4) as ring:                                  # a completion queue of 8
+        for i in range(20):
+            ring.nop(user_data=i)
+        t0 = time.monotonic()
+        got = ring.wait_completions(20, timeout=WAIT)
+        assert sorted(c.user_data for c in got) == list(range(20)) and time.monotonic() - t0 < 1.0
 
 
 def test_completions_nowait_returns_what_is_ready(ring):
@@ -307,33 +327,58 @@ class Interrupted(Exception):
     pass
 
 
-def test_a_signal_handler_that_raises_interrupts_wait_cqe(ring):
-    def handler(signum, frame):
-        raise Interrupted
+def raise_interrupted(signum, frame):
+    raise Interrupted
 
-    old = signal.signal(signal.SIGALRM, handler)
+
+@contextlib.contextmanager
+def signal_after(seconds: float, handler):
+    """SIGUSR1 for the main thread (where the ring waits) after ``seconds``, handled by ``handler``. Not SIGALRM:
+    that one is pytest-timeout's."""
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(seconds, signal.pthread_kill, [threading.main_thread().ident, signal.SIGUSR1])
+    timer.start()
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        t0 = time.monotonic()
-        with pytest.raises(Interrupted):
-            ring.wait_cqe()                          # nothing in flight: only the signal can end this wait
-        assert time.monotonic() - t0 < 1.0
+        yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_signal_handler_that_raises_interrupts_wait_cqe(ring):
+    t0 = time.monotonic()
+    with signal_after(0.05, raise_interrupted), pytest.raises(Interrupted):
+        ring.wait_cqe()                              # nothing in flight: only the signal can end this wait
+    assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("wait", ["wait_cqe", "wait_completions", "submit_and_wait"])
+def test_a_signal_interrupts_a_wait_that_also_submitted(ring, wait):
+    """One io_uring_enter that submits and then sleeps reports the submission, not -EINTR, when a signal cuts
+    the sleep short; the ring must still hand control back to Python so the handler (Ctrl-C) runs."""
+    a, b = socket.socketpair()
+    rescue = threading.Timer(3.0, b.send, [b"rescue"])  # if the signal were ignored: fail, do not hang
+    rescue.start()
+    try:
+        ring.recv(a.fileno(), bytearray(8))          # queued, not submitted: the wait below submits it
+        t0 = time.monotonic()
+        with signal_after(0.05, raise_interrupted), pytest.raises(Interrupted):
+            getattr(ring, wait)()
+        assert time.monotonic() - t0 < 1.0, "the signal handler ran only once a completion arrived"
+    finally:
+        rescue.cancel()
+        rescue.join()
+        a.close()
+        b.close()
 
 
 def test_a_signal_handler_that_returns_lets_the_wait_go_on(ring):
     hits = []
-    old = signal.signal(signal.SIGALRM, lambda signum, frame: hits.append(signum))
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.02)
+    with signal_after(0.02, lambda signum, frame: hits.append(signum)):
         ring.timeout(0.1, user_data="t")
         assert ring.wait_cqe().user_data == "t"      # EINTR was retried, not raised
-        assert hits == [signal.SIGALRM]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    assert hits == [signal.SIGUSR1]
 
 
 # --- setup errors and the capability probe ------------------------------------------------------------------------

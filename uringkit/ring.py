@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import enum
 import errno
-import math
 import os
-import socket
-import struct
 import time
 from collections import deque
 from typing import Callable, Iterable, Sequence
@@ -48,16 +45,19 @@ from ._native.lib import (  # imported by name: a module global costs a quarter 
     uk_prep_accept, uk_prep_batch, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
     uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
     uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
-    uk_prep_writev, uk_reap,
+    uk_prep_writev, uk_reap, uk_reap_one,
 )
-from ._ring_types import F_MORE, Batch, Completion, RingClosedError, StatxResult, check, new_completion
+from ._ring_types import (
+    F_MORE, Batch, Completion, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
+    offsets_array, sockaddr, timespec, writable_buffer,
+)
 
 __all__ = [
     "Batch", "Completion", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
     "check", "probe", "supports",
 ]
 
-BATCH_BIT = 1 << 63
+BATCH_BIT = 1 << 63       # == UK_BATCH_BIT: a batch operation (C settles those itself)
 SKIP_BIT = 1 << 62        # == UK_SKIP_BIT: the operation posts no completion if it succeeds
 U64 = (1 << 64) - 1       # offset -1 means 'the file position', as (u64)-1 in the SQE
 MAX_BATCHES = 1024        # == UK_MAX_BATCHES in native/ring.h: batches in flight at once
@@ -80,44 +80,6 @@ class SqeFlags(enum.IntFlag):
     FIXED_FILE = lib.IOSQE_FIXED_FILE   # ``fd`` is an index into the registered files
     ASYNC = lib.IOSQE_ASYNC             # skip the inline attempt; go straight to an io-wq worker
     CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # post no completion if it succeeds
-
-
-def _ns(seconds: float) -> int:
-    """A uk_reap timeout in whole nanoseconds; never negative (0: take what is ready, do not sleep)."""
-    return max(0, round(seconds * 1e9))
-
-
-def _timespec(seconds: float):
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError(f"timeout must be a finite number of seconds >= 0, not {seconds!r}")
-    ts = ffi.new("struct __kernel_timespec *")
-    ns = round(seconds * 1e9)
-    ts.tv_sec, ts.tv_nsec = divmod(ns, 10**9)
-    return ts
-
-
-def _sockaddr(address) -> bytearray:
-    """A ``struct sockaddr_in``/``sockaddr_in6`` for (host, port[, flowinfo, scope_id]); numeric hosts only."""
-    host, port = address[0], address[1]
-    if ":" in host:
-        flowinfo, scope_id = (address[2], address[3]) if len(address) == 4 else (0, 0)
-        return bytearray(struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, flowinfo)
-                         + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope_id))
-    return bytearray(struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
-                     + socket.inet_pton(socket.AF_INET, host) + bytes(8))
-
-
-def _writable(buf):
-    return ffi.from_buffer(buf, require_writable=True)
-
-
-def _iovecs(bufs: Sequence, writable: bool):
-    """A ``struct iovec[]`` over ``bufs`` and everything that must outlive it."""
-    iov = ffi.new("struct iovec[]", max(len(bufs), 1))
-    cbufs = [_writable(b) if writable else ffi.from_buffer(b) for b in bufs]
-    for v, cb in zip(iov, cbufs):
-        v.iov_base, v.iov_len = cb, len(cb)
-    return iov, (list(bufs), cbufs, iov)
 
 
 class Ring:
@@ -148,12 +110,15 @@ class Ring:
             raise _setup_error(-err[0], sqpoll)
         self._r = r
         self._io = lib.uk_ring_io(r)
-        self._out = out = lib.uk_ring_out(r)
+        out = lib.uk_ring_out(r)
         # memoryviews onto uk_reap's output arrays: indexing them costs a third of indexing the cdata arrays.
         self._out_user_data = memoryview(ffi.buffer(out.user_data)).cast("Q")
         self._out_res = memoryview(ffi.buffer(out.res)).cast("i")
         self._out_flags = memoryview(ffi.buffer(out.flags)).cast("I")
+        self._out_counts = memoryview(ffi.buffer(ffi.addressof(out, "n"), 8)).cast("I")  # [n, n_batches_done]
+        self._out_batches_done = memoryview(ffi.buffer(out.batches_done)).cast("I")
         self._batches_in_flight = 0
+        self._cq_entries = lib.uk_cq_entries(r)
         self.sqpoll = sqpoll
         self.features = self._io.features
         self._inflight: dict[int, tuple] = {}       # token -> (user_data, keepalive)
@@ -176,9 +141,10 @@ class Ring:
             # rather than risk a use-after-free.
             _ORPHANED.append((list(self._inflight.values()), [b for b in self._batches if b]))
         r, self._r = self._r, _CLOSED  # every later call into C sees NULL and answers -EBADFD
-        self._io = self._out = None
+        self._io = None
         self._ready.clear()  # a closed ring hands out nothing, not even what it reaped before
-        for view in (self._out_user_data, self._out_res, self._out_flags):
+        for view in (self._out_user_data, self._out_res, self._out_flags, self._out_counts,
+                     self._out_batches_done):
             view.release()
         lib.uk_ring_free(r)
         self._registered_buffers = self._registered_files = None
@@ -192,7 +158,7 @@ class Ring:
         uk_prep_cancel(self._r, 0, 0, lib.IORING_ASYNC_CANCEL_ANY | lib.IORING_ASYNC_CANCEL_ALL)
         deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
         while self._awaiting_completions() and time.monotonic() < deadline:
-            self._reap(1, 1, _ns(deadline - time.monotonic()))
+            self._reap(1, 1, nanoseconds(deadline - time.monotonic()))
         self._ready.clear()
 
     @property
@@ -243,7 +209,7 @@ class Ring:
     def read(self, fd: int, buf, offset: int = -1, *, nbytes: int | None = None, user_data=None,
              flags: int = 0) -> int:
         """read(2)/pread(2) into ``buf`` (offset -1: the file position, as read(2) uses)."""
-        cbuf = _writable(buf)
+        cbuf = writable_buffer(buf)
         n = len(cbuf) if nbytes is None else min(nbytes, len(cbuf))
         token = uk_prep_read(self._r, flags, fd, cbuf, n, offset & U64)
         if token < 0:
@@ -262,7 +228,7 @@ class Ring:
 
     def readv(self, fd: int, bufs: Sequence, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """preadv(2): scatter one read over several buffers."""
-        iov, keep = _iovecs(bufs, writable=True)
+        iov, keep = iovecs(bufs, writable=True)
         token = uk_prep_readv(self._r, flags, fd, iov, len(bufs), offset & U64)
         if token < 0:
             self._refuse(token)
@@ -271,7 +237,7 @@ class Ring:
 
     def writev(self, fd: int, bufs: Sequence, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """pwritev(2): gather one write from several buffers."""
-        iov, keep = _iovecs(bufs, writable=False)
+        iov, keep = iovecs(bufs, writable=False)
         token = uk_prep_writev(self._r, flags, fd, iov, len(bufs), offset & U64)
         if token < 0:
             self._refuse(token)
@@ -356,7 +322,7 @@ class Ring:
 
     def connect(self, fd: int, address, *, user_data=None, flags: int = 0) -> int:
         """connect(2) to a numeric ``(host, port)`` address (IPv4 or IPv6)."""
-        sa = _sockaddr(address)
+        sa = sockaddr(address)
         csa = ffi.from_buffer(sa)
         token = uk_prep_connect(self._r, flags, fd, ffi.cast("struct sockaddr *", csa), len(sa))
         if token < 0:
@@ -366,7 +332,7 @@ class Ring:
 
     def recv(self, fd: int, buf, *, msg_flags: int = 0, user_data=None, flags: int = 0) -> int:
         """recv(2) into ``buf``; ``res`` 0 means the peer closed."""
-        cbuf = _writable(buf)
+        cbuf = writable_buffer(buf)
         token = uk_prep_recv(self._r, flags, fd, cbuf, len(cbuf), msg_flags)
         if token < 0:
             self._refuse(token)
@@ -385,7 +351,7 @@ class Ring:
     def timeout(self, seconds: float, *, count: int = 0, user_data=None, flags: int = 0) -> int:
         """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``;
         chapter 08)."""
-        ts = _timespec(seconds)
+        ts = timespec(seconds)
         token = uk_prep_timeout(self._r, flags, ts, count)
         if token < 0:
             self._refuse(token)
@@ -395,7 +361,7 @@ class Ring:
     def link_timeout(self, seconds: float, *, user_data=None, flags: int = 0) -> int:
         """Cancel the previous SQE (which must carry ``SqeFlags.LINK``) if it has not finished in ``seconds``: it
         completes with ``-ECANCELED``, this one with ``-ETIME`` (chapter 08)."""
-        ts = _timespec(seconds)
+        ts = timespec(seconds)
         token = uk_prep_link_timeout(self._r, flags, ts)
         if token < 0:
             self._refuse(token)
@@ -421,50 +387,57 @@ class Ring:
         return token
 
     # --- batches: many SQEs per call into C ------------------------------------------------------------------
-    def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int) -> Batch:
-        if flags & lib.IOSQE_CQE_SKIP_SUCCESS:
+    def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int, wait: bool) -> Batch:
+        if flags & _CQE_SKIP_SUCCESS:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        if offsets is None:
-            coffsets = ffi.NULL
-        else:  # ffi.new takes lists and tuples only
-            coffsets = ffi.new("uint64_t[]", offsets if type(offsets) in (list, tuple) else list(offsets))
-        batch = Batch(n, (cbuf, coffsets))  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
+        coffsets = ffi.NULL if offsets is None else offsets_array(offsets)  # copied into the SQEs: no keepalive
+        batch = Batch(n, cbuf)  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
         if n == 0:
             batch.done = True
             return batch
         slot = self._free_slots.pop()
-        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0)
+        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0, wait)
         if got <= 0:
             self._free_slots.append(slot)
             if self.closed:
                 raise RingClosedError("this Ring is closed")
             raise OSError(errno.EBUSY if got == 0 else -got, "could not prepare the batch")
-        batch._slot, batch.n = slot, got
+        batch.n = got
         self._batches[slot] = batch
         self._batches_in_flight += 1
         if got < n:  # the kernel refused a submit half-way: what was prepared stays tracked, the rest is reported
             raise OSError(errno.EBUSY, f"only {got} of {n} operations could be queued")
+        if wait:
+            self._settle_reaped(self._out_counts[0])  # what C reaped while it waited: this batch, maybe others
+            if not batch.done:  # a signal, an error or a full reap buffer cut C's wait short
+                self.wait_batch(batch)
         return batch
 
-    def nop_batch(self, n: int, *, flags: int = 0) -> Batch:
-        """``n`` NOPs in one call (chapter 06 measures what batching buys)."""
-        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags)
+    def nop_batch(self, n: int, *, flags: int = 0, wait: bool = False) -> Batch:
+        """``n`` NOPs in one call (chapter 06 measures what batching buys). ``wait=True`` also submits them and
+        waits until they are done, still in that one call into C: the batch comes back ``done``."""
+        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags, wait)
 
-    def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0) -> Batch:
-        """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``."""
-        cbuf = _writable(buf)
+    def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0,
+                   wait: bool = False) -> Batch:
+        """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``. ``offsets`` is
+        any sequence of ints; an ``array('Q')`` skips a conversion. ``wait=True`` as for ``nop_batch`` (chapter
+        06's queue-depth sweep: one call into C per batch)."""
+        cbuf = writable_buffer(buf)
         if len(offsets) * size > len(cbuf):
             raise ValueError(f"{len(offsets)} reads of {size} bytes need {len(offsets) * size} bytes of buffer")
-        return self._batch(lib.UK_OP_READ, len(offsets), fd, cbuf, size, offsets, flags)
+        return self._batch(lib.UK_OP_READ, len(offsets), fd, cbuf, size, offsets, flags, wait)
 
-    def write_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0) -> Batch:
-        """``len(offsets)`` writes of ``size`` bytes: write i comes from ``buf[i*size:(i+1)*size]``."""
+    def write_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0,
+                    wait: bool = False) -> Batch:
+        """``len(offsets)`` writes of ``size`` bytes: write i comes from ``buf[i*size:(i+1)*size]`` (offsets and
+        ``wait`` as for ``read_batch``)."""
         cbuf = ffi.from_buffer(buf)
         if len(offsets) * size > len(cbuf):
             raise ValueError(f"{len(offsets)} writes of {size} bytes need {len(offsets) * size} bytes of buffer")
-        return self._batch(lib.UK_OP_WRITE, len(offsets), fd, cbuf, size, offsets, flags)
+        return self._batch(lib.UK_OP_WRITE, len(offsets), fd, cbuf, size, offsets, flags, wait)
 
     # --- submitting and reaping ------------------------------------------------------------------------------
     def submit(self) -> int:
@@ -473,12 +446,17 @@ class Ring:
 
     def submit_and_wait(self, wait_nr: int = 1) -> int:
         """Submit, then sleep in the kernel (GIL released) until ``wait_nr`` completions are ready; reap them
-        with ``completions_nowait()``."""
+        with ``completions_nowait()``. Returns how many entries were submitted."""
         io = self._live_io()
-        res = lib.io_uring_submit_and_wait(io, wait_nr)
-        while res == -errno.EINTR:  # a signal: Python runs its handler now (Ctrl-C raises here), then we retry
-            res = lib.io_uring_submit_and_wait(io, wait_nr)
-        return check(res)
+        submitted = check(lib.io_uring_submit(io))
+        wanted = min(wait_nr, self._cq_entries)
+        # Submitting first means a signal ends the sleep with -EINTR: Python runs its handler (Ctrl-C raises
+        # here), then we sleep on. (One enter that submits and sleeps reports the submissions instead.)
+        while lib.io_uring_cq_ready(io) < wanted:
+            res = lib.io_uring_submit_and_wait(io, wanted)
+            if res < 0 and res != -errno.EINTR:
+                check(res)
+        return submitted
 
     def _reap(self, submit: int, wait_nr: int, timeout_ns: int) -> None:
         """One call into uk_reap (GIL released while it waits), then settle what it returned."""
@@ -516,10 +494,10 @@ class Ring:
         check(err)
 
     def _release_done_batches(self) -> None:
-        out = self._out
-        for slot in ffi.unpack(out.batches_done, out.n_batches_done):
-            batch = self._batches[slot]
-            self._batches[slot] = None
+        batches, done = self._batches, self._out_batches_done
+        for i in range(self._out_counts[1]):
+            slot = done[i]
+            batch, batches[slot] = batches[slot], None
             self._free_slots.append(slot)
             self._batches_in_flight -= 1
             batch.done, batch._keepalive = True, None
@@ -530,7 +508,7 @@ class Ring:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wanted = missing()
-            self._reap(1, wanted, FOREVER if deadline is None else _ns(deadline - time.monotonic()))
+            self._reap(1, wanted, FOREVER if deadline is None else nanoseconds(deadline - time.monotonic()))
             if not missing() or (deadline is not None and time.monotonic() >= deadline):
                 return
 
@@ -561,7 +539,7 @@ class Ring:
             self._reap_until(lambda: not ready, timeout)
             return ready.popleft() if ready else None
         while True:  # the hot path of a request/response loop: no clock, no closure, no queue
-            n = uk_reap(self._r, 1, 1, FOREVER)
+            n = uk_reap_one(self._r)  # uk_reap(r, 1, 1, FOREVER) in a cheaper call
             if n == 1 and not self._batches_in_flight:
                 completion = self._settle(self._out_user_data[0], self._out_res[0], self._out_flags[0])
                 if completion is not None:
@@ -585,7 +563,7 @@ class Ring:
     def register_buffers(self, bufs: Sequence) -> None:
         """Pin ``bufs`` once so ``read_fixed``/``write_fixed`` skip per-I/O page pinning; kept alive until
         ``unregister_buffers`` or close (chapter 08)."""
-        iov, keep = _iovecs(bufs, writable=True)
+        iov, keep = iovecs(bufs, writable=True)
         check(lib.io_uring_register_buffers(self._live_io(), iov, len(bufs)))
         self._registered_buffers = (keep[0], keep[1], iov)
 
@@ -632,6 +610,7 @@ class Ring:
 OPCODES = {name[len("IORING_OP_"):].lower(): getattr(lib, name)
            for name in dir(lib) if name.startswith("IORING_OP_") and name != "IORING_OP_LAST"}
 _CLOSED = ffi.cast("struct uk_ring *", 0)  # what a closed Ring holds instead of its pointer
+_CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # a plain int: arithmetic on an IntFlag member runs Python code
 _ORPHANED: list = []  # buffers of operations that outlived their ring's close(); see Ring.close
 
 
