@@ -2,12 +2,21 @@ import os
 
 import pytest
 
+from ringhelpers import require_io_uring
 from uringkit import env
+from uringkit.ring import Ring
 
 
 @pytest.fixture(scope="session")
 def caps():
     return env.probe()
+
+
+@pytest.fixture
+def ring(caps):
+    require_io_uring(caps)
+    with Ring(64) as r:
+        yield r
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 The operations themselves are in test_ring_ops.py, SQE flags/links/timeouts/cancellation/SQPOLL in
 test_ring_advanced.py, batches and the randomized stress test in test_ring_batch.py. Those files import the
-``ring`` fixture and ``drain`` from here.
+``ring`` fixture from conftest.py and the helpers from ringhelpers.py.
 """
 
 import contextlib
@@ -19,36 +19,7 @@ import pytest
 
 from uringkit.ring import Completion, Ring, RingClosedError, UringUnavailable, check, probe, supports
 
-WAIT = 5.0  # seconds any single expected completion may take before the test fails instead of hanging
-
-
-def require_io_uring(caps):
-    if not caps.io_uring:
-        pytest.skip(f"io_uring unavailable: {caps.io_uring_reason}")
-
-
-@pytest.fixture
-def ring(caps):
-    require_io_uring(caps)
-    with Ring(64) as r:
-        yield r
-
-
-def drain(ring, n, timeout=WAIT) -> list[Completion]:
-    """Exactly the next ``n`` single-operation completions, or a failure after ``timeout`` seconds."""
-    got: list[Completion] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n:
-        left = deadline - time.monotonic()
-        assert left > 0, f"only {len(got)} of {n} completions arrived in {timeout} s: {got}"
-        got += ring.wait_completions(1, timeout=left)
-    assert len(got) == n, f"expected {n} completions, got {len(got)}: {got}"
-    return got
-
-
-class Buf(bytearray):
-    """A bytearray that can be weakly referenced, to see whether anything but the ring still holds it."""
-
+from ringhelpers import WAIT, Buf, drain, require_io_uring, signal_after
 
 # --- round trips and the user_data codec -------------------------------------------------------------------------
 def test_nop_round_trip_carries_user_data(ring):
@@ -329,21 +300,6 @@ class Interrupted(Exception):
 
 def raise_interrupted(signum, frame):
     raise Interrupted
-
-
-@contextlib.contextmanager
-def signal_after(seconds: float, handler):
-    """SIGUSR1 for the main thread (where the ring waits) after ``seconds``, handled by ``handler``. Not SIGALRM:
-    that one is pytest-timeout's."""
-    old = signal.signal(signal.SIGUSR1, handler)
-    timer = threading.Timer(seconds, signal.pthread_kill, [threading.main_thread().ident, signal.SIGUSR1])
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGUSR1, old)
 
 
 def test_a_signal_handler_that_raises_interrupts_wait_cqe(ring):

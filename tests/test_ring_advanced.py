@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from test_ring import WAIT, drain, require_io_uring, ring  # noqa: F401  (``ring`` is the shared fixture)
+from ringhelpers import WAIT, drain, require_io_uring
 from uringkit.ring import Ring, SqeFlags
 
 LINK = SqeFlags.LINK

@@ -10,7 +10,7 @@ from array import array
 
 import pytest
 
-from test_ring import WAIT, Buf, drain, require_io_uring, ring, signal_after  # noqa: F401  (``ring`` is the shared fixture)
+from ringhelpers import WAIT, Buf, drain, require_io_uring, signal_after
 from uringkit.ring import MAX_BATCHES, Ring, SqeFlags
 
 BLOCK = 512

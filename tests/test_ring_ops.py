@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from test_ring import WAIT, drain, ring  # noqa: F401  (``ring`` is the shared fixture)
+from ringhelpers import WAIT, drain
 from uringkit.ring import StatxResult
 
 

@@ -106,7 +106,9 @@ struct statx {
 """
 
 SOURCE_PRELUDE = """
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
