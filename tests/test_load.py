@@ -315,6 +315,14 @@ def test_latency_percentiles_match_a_known_delay(server):
     assert sum(count for _, _, count in r.latency_histogram) == r.completed
 
 
+def test_latency_and_throughput_agree_by_littles_law(server):
+    # a closed loop keeps `concurrency` requests in flight, so mean latency = concurrency / throughput (the gap
+    # between a response and the next send is all that separates them)
+    r = load(server.url + "/", 10, duration=1.0)
+    assert r.errors == 0 and r.completed > 1000, r
+    assert r.mean_ms == pytest.approx(10 / r.rps * 1000, rel=0.1), r
+
+
 def test_histogram_buckets_tile_the_range_and_percentiles_read_them():
     buckets = len(ffi.new("struct uk_load_result *").latency_us)
     for i in range(buckets - 1):
