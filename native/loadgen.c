@@ -749,6 +749,8 @@ static void *worker_main(void *arg)
             stop_run(r);
             break;
         }
+        if (r->end_ns && now_ns() >= r->end_ns)
+            break;                             /* what arrives after the end is no part of the run */
         for (int i = 0; i < n; i++)
             if (ev[i].data.ptr)                /* NULL: the wake eventfd; the loop head sees why */
                 on_event(w, ev[i].data.ptr, ev[i].events);
