@@ -366,6 +366,8 @@ def test_open_loop_latency_counts_from_the_intended_send_time(server):
     ("https://127.0.0.1:443/", {}, "http://"),
     ("http://127.0.0.1/", {}, "port"),
     ("http://127.0.0.1:99999/", {}, "port"),
+    ("http://127.0.0.1:8080/a b", {}, "percent-encode"),
+    ("URL", {"timeout": 10**9}, "timeout"),
     ("URL", {"concurrency": 0}, "concurrency"),
     ("URL", {"concurrency": 2.5}, "concurrency"),
     ("URL", {"concurrency": 10**6}, "file descriptors"),

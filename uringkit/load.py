@@ -44,6 +44,7 @@ DEFAULT_TIMEOUT = 12.0        # seconds per request: above the servers' longest 
 CONNECT_TIMEOUT = 5.0         # seconds: lets SYN retransmissions at 1 s and 3 s through, to be counted as slow
 RAMP_WINDOW = 1000            # new connections awaiting accept at once: well under somaxconn (4096)
 SPREAD_SOURCES = True         # bind IPv4 clients over 127.0.0.1-254: 254 x ~28k ports instead of ~28k
+MAX_TIMEOUT = 86400.0         # seconds: the C side counts timeouts in int milliseconds
 CANCEL_POLL_S = 0.1           # how often the waiting Python thread checks for KeyboardInterrupt
 
 
@@ -139,6 +140,8 @@ def _target(url: str) -> tuple[str, int, str, str]:
     if port is None:
         raise ValueError(f"give the server's port in the URL: {url!r}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not path.isascii() or any(ch in path for ch in " \t\r\n"):
+        raise ValueError(f"percent-encode the path of {url!r}: it goes into the request line as it is")
     return address, port, parts.netloc, path
 
 
@@ -152,11 +155,11 @@ def _check_fd_limit(concurrency: int, threads: int) -> None:
             f"e.g. as root: prlimit --pid {os.getpid()} --nofile={need}:{need}")
 
 
-def _positive(name: str, value, allow_none: bool = False) -> None:
+def _positive(name: str, value, allow_none: bool = False, at_most: float = float("inf")) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= at_most:
+        raise ValueError(f"{name} must be a number above 0 and at most {at_most:g}, not {value!r}")
 
 
 def load(url: str, concurrency: int, duration: float | None = None, requests: int | None = None, *,
@@ -169,8 +172,8 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
     is only a time limit; a failed attempt is retried, so N means N completions, never more). ``rate`` switches
     to an open loop of that many requests per second. ``keepalive=False``: a new connection per request.
     ``timeout``/``connect_timeout`` in seconds. ``threads`` defaults to the number of ``cpus`` (the load threads
-    are pinned to them, round robin) or of the CPUs this process may run on. Returns a ``LoadResult``; raises ValueError for bad
-    arguments, before any connection is made.
+    are pinned to them, round robin) or of the CPUs this process may run on. Returns a ``LoadResult``; raises
+    ValueError for bad arguments, before any connection is made.
     """
     address, port, host_header, path = _target(url)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -179,8 +182,8 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
         raise ValueError(f"requests must be an int >= 1 or None, not {requests!r}")
     _positive("duration", duration, allow_none=True)
     _positive("rate", rate, allow_none=True)
-    _positive("timeout", timeout)
-    _positive("connect_timeout", connect_timeout)
+    _positive("timeout", timeout, at_most=MAX_TIMEOUT)
+    _positive("connect_timeout", connect_timeout, at_most=MAX_TIMEOUT)
     if cpus is not None:
         cpus = tuple(cpus)
         allowed = os.sched_getaffinity(0)
