@@ -20,8 +20,9 @@ Two ways to load a server:
 
 Latency runs from the start of a request (closed loop) or its intended send (open loop), including any connect
 it needed, to the last byte of its response. ``keepalive=False`` opens a new connection per request and sends
-``Connection: close``, as the 2019 benchmark did. Nothing is hidden: connect errors, timeouts (connect timeouts among them), read errors, non-2xx responses and
-connects slowed by SYN retransmission (an overflowing accept queue) are all counted.
+``Connection: close``, as the 2019 benchmark did. Nothing is hidden: connect errors, timeouts (connect timeouts
+among them), read errors, non-2xx responses, connects slowed by SYN retransmission (an overflowing accept
+queue), requests still in flight at the end and clients never served are all counted.
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def _result(out, **asked) -> LoadResult:
         mean_ms=out.latency_mean_us / 1000, non_2xx=out.non_2xx, connect_errors=out.connect_errors,
         timeouts=out.timeouts, connect_timeouts=out.connect_timeouts, read_errors=out.read_errors,
         connects=out.connects, slow_connects=out.slow_connects, peak_connections=out.peak_connections,
-        unsent=out.unsent, in_flight=out.in_flight, unserved=out.unserved, bytes_read=out.bytes_read, connect_error=_errno_text(out.last_connect_errno),
-        read_error=_errno_text(out.last_read_errno, "EOF before the response was complete") if out.read_errors
-        else "",
+        unsent=out.unsent, in_flight=out.in_flight, unserved=out.unserved, bytes_read=out.bytes_read,
+        connect_error=_errno_text(out.last_connect_errno),
+        read_error=(_errno_text(out.last_read_errno, "EOF before the response was complete") if out.read_errors
+                    else ""),
         loadgen_cpu_s=out.cpu_user_s + out.cpu_system_s, latency_histogram=histogram)
