@@ -136,6 +136,19 @@ def test_requests_n_completes_exactly_n(server, keepalive, n):
     assert r.rps > 0 and r.p50_ms > 0 and r.p50_ms <= r.p99_ms <= r.max_ms
 
 
+@pytest.mark.parametrize("pipeline", [2, 16])
+def test_pipelined_requests_complete_exactly_n(server, pipeline):
+    one = load(server.url + "/", 1, requests=1)
+    before = served(server)
+    r = load(server.url + "/", 5, requests=1001, pipeline=pipeline)    # 1001: the last batches come up short
+    assert r.completed == 1001 and r.errors == 0 and r.in_flight == 0, r
+    assert r.bytes_read == 1001 * one.bytes_read and r.connects <= 5 and r.pipeline == pipeline
+    if before is not None:
+        assert served(server) - before == 1001
+    timed = load(server.url + "/", 5, duration=0.5, pipeline=pipeline)
+    assert timed.completed > 0 and timed.errors == 0, timed
+
+
 # --- failures are counted, and none hangs the run ----------------------------------------------------------------
 def test_a_listener_that_never_accepts_yields_timeouts(server):
     with socket.socket() as listener:
@@ -386,6 +399,9 @@ def test_open_loop_latency_counts_from_the_intended_send_time(server):
     ("URL", {"threads": 11}, "threads"),
     ("URL", {"cpus": [10**4]}, "cpus"),
     ("URL", {"cpus": []}, "cpus"),
+    ("URL", {"pipeline": 0}, "pipeline"),
+    ("URL", {"pipeline": 4, "keepalive": False}, "pipeline"),
+    ("URL", {"pipeline": 4, "rate": 100}, "pipeline"),
 ])
 def test_bad_arguments_raise_value_error(closed_port, url, kwargs, words):
     kwargs = {"concurrency": 10, **kwargs}

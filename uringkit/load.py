@@ -57,6 +57,7 @@ class LoadResult:
     concurrency: int
     keepalive: bool
     rate: float | None            # open loop: requests per second asked for; None: closed loop
+    pipeline: int                 # requests sent back to back on a connection before reading the responses
     requests: int | None          # requests=N asked for
     threads: int
     cpus: tuple[int, ...] | None  # CPUs the load threads were pinned to
@@ -166,12 +167,14 @@ def _positive(name: str, value, allow_none: bool = False, at_most: float = float
 def load(url: str, concurrency: int, duration: float | None = None, requests: int | None = None, *,
          keepalive: bool = True, rate: float | None = None, timeout: float = DEFAULT_TIMEOUT,
          connect_timeout: float = CONNECT_TIMEOUT, threads: int | None = None,
-         cpus: tuple[int, ...] | list[int] | None = None) -> LoadResult:
+         cpus: tuple[int, ...] | list[int] | None = None, pipeline: int = 1) -> LoadResult:
     """Load the server at ``url`` (loopback only) with ``concurrency`` connections; see chapter 04.
 
     ``duration`` seconds (default 10), or until exactly ``requests`` responses have completed (then ``duration``
     is only a time limit; a failed attempt is retried, so N means N completions, never more). ``rate`` switches
     to an open loop of that many requests per second. ``keepalive=False``: a new connection per request.
+    ``pipeline=k`` (closed loop, keep-alive) sends k requests back to back and then reads their k responses, each
+    timed from the moment the batch started.
     ``timeout``/``connect_timeout`` in seconds. ``threads`` defaults to the number of ``cpus`` (the load threads
     are pinned to them, round robin) or of the CPUs this process may run on. Returns a ``LoadResult``; raises
     ValueError for bad arguments, before any connection is made.
@@ -195,6 +198,10 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
         threads = min(len(cpus) if cpus else len(os.sched_getaffinity(0)), concurrency)
     elif isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= concurrency:
         raise ValueError(f"threads must be an int from 1 to concurrency ({concurrency}), not {threads!r}")
+    if isinstance(pipeline, bool) or not isinstance(pipeline, int) or not 1 <= pipeline <= lib.UK_PIPELINE_MAX:
+        raise ValueError(f"pipeline must be an int from 1 to {lib.UK_PIPELINE_MAX}, not {pipeline!r}")
+    if pipeline > 1 and (rate or not keepalive):
+        raise ValueError("pipeline > 1 needs keep-alive and a closed loop (rate=None)")
     _check_fd_limit(concurrency, threads)
     if duration is None:
         duration = REQUESTS_TIME_LIMIT if requests else DEFAULT_DURATION
@@ -206,13 +213,14 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
         "address": keep[0], "port": port, "host_header": keep[1], "path": keep[2],
         "connections": concurrency, "threads": threads, "cpus": cpu_array, "n_cpus": len(cpus) if cpus else 0,
         "duration_s": duration, "requests": requests or 0, "rate": rate or 0.0, "keepalive": bool(keepalive),
+        "pipeline": pipeline,
         "timeout_ms": max(1, round(timeout * 1000)), "connect_timeout_ms": max(1, round(connect_timeout * 1000)),
         "ramp_window": RAMP_WINDOW, "spread_sources": SPREAD_SOURCES, "cancel": cancel,
     })
     out = ffi.new("struct uk_load_result *")
     _check(_run(cfg, out, cancel))
     return _result(out, url=url, concurrency=concurrency, keepalive=bool(keepalive), rate=rate,
-                   requests=requests, threads=threads, cpus=cpus)
+                   pipeline=pipeline, requests=requests, threads=threads, cpus=cpus)
 
 
 def _run(cfg, out, cancel) -> int:
