@@ -78,6 +78,7 @@ class LoadResult:
     read_errors: int              # established connections that failed mid-request; read_error names the latest
     connects: int                 # connections established
     slow_connects: int            # of connects: took >= 1 s, i.e. a SYN was dropped (accept queue full) and resent
+    connect_max_ms: float         # the slowest successful connect
     peak_connections: int         # most connections established at once
     unsent: int                   # open loop: sends due but never made (no free connection)
     in_flight: int                # requests still unanswered when the run ended (in no count above)
@@ -262,7 +263,8 @@ def _result(out, **asked) -> LoadResult:
         p50_ms=ms(50), p90_ms=ms(90), p99_ms=ms(99), p999_ms=ms(99.9), max_ms=out.latency_max_us / 1000,
         mean_ms=out.latency_mean_us / 1000, non_2xx=out.non_2xx, connect_errors=out.connect_errors,
         timeouts=out.timeouts, connect_timeouts=out.connect_timeouts, read_errors=out.read_errors,
-        connects=out.connects, slow_connects=out.slow_connects, peak_connections=out.peak_connections,
+        connects=out.connects, slow_connects=out.slow_connects, connect_max_ms=out.connect_max_us / 1000,
+        peak_connections=out.peak_connections,
         unsent=out.unsent, in_flight=out.in_flight, unserved=out.unserved, bytes_read=out.bytes_read,
         connect_error=_errno_text(out.last_connect_errno),
         read_error=(_errno_text(out.last_read_errno, "EOF before the response was complete") if out.read_errors
