@@ -13,7 +13,7 @@ INSTALLED := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-deps
 # The extension is rebuilt whenever its C, its builder or the package metadata change.
 BUILD_INPUTS := $(shell find native -name '*.[ch]' 2>/dev/null) uringkit/_build_native.py setup.py pyproject.toml
-APT_PACKAGES := liburing-dev pkg-config wrk apache2-utils
+APT_PACKAGES := liburing-dev pkg-config wrk apache2-utils chromium
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 
 .PHONY: setup lab test test-python test-notebooks book bench clean
@@ -21,7 +21,8 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 setup: $(INSTALLED)
 
 $(SYSTEM):
-	@if ! pkg-config --exists liburing 2>/dev/null || ! command -v wrk >/dev/null || ! command -v ab >/dev/null; then \
+	@if ! pkg-config --exists liburing 2>/dev/null || ! command -v wrk >/dev/null || ! command -v ab >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "make setup: installing $(APT_PACKAGES) with apt-get"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -32,7 +33,7 @@ $(SYSTEM):
 	    echo "  conda:          conda env create -f environment.yml && conda activate uringkit"; \
 	    exit 1; \
 	  else \
-	    echo "make setup: wrk or ab is missing (benchmarks/servers.py needs them: apt-get install wrk apache2-utils)"; \
+	    echo "make setup: wrk, ab or chromium is missing: the benchmarks or the browser test will say so and skip"; \
 	  fi; \
 	fi
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -47,7 +48,7 @@ $(INSTALLED): $(SYSTEM) $(BUILD_INPUTS)
 	@touch $@
 
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 notebooks/00-welcome.ipynb
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/00-welcome.ipynb
 
 test: test-python test-notebooks
 
@@ -64,6 +65,8 @@ book: setup
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/ring.py
+	$(PY) benchmarks/servers.py
+	$(PY) benchmarks/loadgen.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info uringkit/_native*.so uringkit/_native.c benchmarks/_build

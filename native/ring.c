@@ -15,6 +15,7 @@ struct uk_ring {
     int32_t *batch_res[UK_MAX_BATCHES];  /* where each batch's results go; NULL = slot free */
     uint32_t batch_n[UK_MAX_BATCHES];    /* operations prepared in the batch (bounds the index) */
     uint32_t batch_left[UK_MAX_BATCHES]; /* completions still to come */
+    uint64_t last_token;                 /* the single-op token handed out last (0: none yet) */
 };
 
 struct uk_ring *uk_ring_new(unsigned entries, unsigned setup_flags, unsigned sq_thread_idle_ms, int *err)
@@ -68,66 +69,66 @@ void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_fl
     io_uring_sqe_set_flags(sqe, sqe_flags);
 }
 
-/* PREP(call) takes an SQE, runs liburing's prep helper on it, then stamps user_data and flags (after the helper,
- * which clears sqe->flags). Spelled out once here so each wrapper below is the liburing call and nothing else. */
+/* PREP(call) takes an SQE, runs liburing's prep helper on it, then stamps the next token and the flags (after
+ * the helper, which clears sqe->flags), and returns the token. Spelled out once here so each wrapper below is the
+ * liburing call and nothing else. The token is consumed only once the SQE is sure to be queued. */
 #define PREP(call)                                                                                                \
     do {                                                                                                          \
         struct io_uring_sqe *sqe;                                                                                 \
+        uint64_t token;                                                                                           \
         if (!r)                                                                                                   \
             return -EBADFD; /* the Python Ring was closed */                                                      \
         sqe = uk_get_sqe(r);                                                                                      \
         if (!sqe)                                                                                                 \
             return -EBUSY;                                                                                        \
         call;                                                                                                     \
-        uk_sqe_finish(sqe, ud, fl);                                                                               \
-        return 0;                                                                                                 \
+        token = ++r->last_token | (fl & IOSQE_CQE_SKIP_SUCCESS ? UK_SKIP_BIT : 0);                                \
+        uk_sqe_finish(sqe, token, fl);                                                                            \
+        return (int64_t)token;                                                                                    \
     } while (0)
 
-int uk_prep_nop(struct uk_ring *r, uint64_t ud, unsigned fl) { PREP(io_uring_prep_nop(sqe)); }
-int uk_prep_read(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off)
+int64_t uk_prep_nop(struct uk_ring *r, unsigned fl) { PREP(io_uring_prep_nop(sqe)); }
+int64_t uk_prep_read(struct uk_ring *r, unsigned fl, int fd, void *buf, unsigned n, uint64_t off)
 { PREP(io_uring_prep_read(sqe, fd, buf, n, off)); }
-int uk_prep_write(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off)
+int64_t uk_prep_write(struct uk_ring *r, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off)
 { PREP(io_uring_prep_write(sqe, fd, buf, n, off)); }
-int uk_prep_readv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
-                  uint64_t off)
+int64_t uk_prep_readv(struct uk_ring *r, unsigned fl, int fd, const struct iovec *iov, unsigned n, uint64_t off)
 { PREP(io_uring_prep_readv(sqe, fd, iov, n, off)); }
-int uk_prep_writev(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
-                   uint64_t off)
+int64_t uk_prep_writev(struct uk_ring *r, unsigned fl, int fd, const struct iovec *iov, unsigned n, uint64_t off)
 { PREP(io_uring_prep_writev(sqe, fd, iov, n, off)); }
-int uk_prep_read_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off,
-                       int buf_index)
+int64_t uk_prep_read_fixed(struct uk_ring *r, unsigned fl, int fd, void *buf, unsigned n, uint64_t off,
+                           int buf_index)
 { PREP(io_uring_prep_read_fixed(sqe, fd, buf, n, off, buf_index)); }
-int uk_prep_write_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n,
-                        uint64_t off, int buf_index)
+int64_t uk_prep_write_fixed(struct uk_ring *r, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off,
+                            int buf_index)
 { PREP(io_uring_prep_write_fixed(sqe, fd, buf, n, off, buf_index)); }
-int uk_prep_openat(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags, unsigned mode)
+int64_t uk_prep_openat(struct uk_ring *r, unsigned fl, int dfd, const char *path, int flags, unsigned mode)
 { PREP(io_uring_prep_openat(sqe, dfd, path, flags, mode)); }
-int uk_prep_close(struct uk_ring *r, uint64_t ud, unsigned fl, int fd) { PREP(io_uring_prep_close(sqe, fd)); }
-int uk_prep_fsync(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned fsync_flags)
+int64_t uk_prep_close(struct uk_ring *r, unsigned fl, int fd) { PREP(io_uring_prep_close(sqe, fd)); }
+int64_t uk_prep_fsync(struct uk_ring *r, unsigned fl, int fd, unsigned fsync_flags)
 { PREP(io_uring_prep_fsync(sqe, fd, fsync_flags)); }
-int uk_prep_statx(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags,
-                  unsigned mask, struct statx *out)
+int64_t uk_prep_statx(struct uk_ring *r, unsigned fl, int dfd, const char *path, int flags, unsigned mask,
+                      struct statx *out)
 { PREP(io_uring_prep_statx(sqe, dfd, path, flags, mask, out)); }
-int uk_prep_accept(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, int multishot, int sock_flags)
+int64_t uk_prep_accept(struct uk_ring *r, unsigned fl, int fd, int multishot, int sock_flags)
 {
     if (multishot)
         PREP(io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, sock_flags));
     PREP(io_uring_prep_accept(sqe, fd, NULL, NULL, sock_flags));
 }
-int uk_prep_connect(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct sockaddr *addr,
-                    unsigned addrlen)
+int64_t uk_prep_connect(struct uk_ring *r, unsigned fl, int fd, const struct sockaddr *addr, unsigned addrlen)
 { PREP(io_uring_prep_connect(sqe, fd, addr, addrlen)); }
-int uk_prep_recv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, size_t n, int msg_flags)
+int64_t uk_prep_recv(struct uk_ring *r, unsigned fl, int fd, void *buf, size_t n, int msg_flags)
 { PREP(io_uring_prep_recv(sqe, fd, buf, n, msg_flags)); }
-int uk_prep_send(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, size_t n, int msg_flags)
+int64_t uk_prep_send(struct uk_ring *r, unsigned fl, int fd, const void *buf, size_t n, int msg_flags)
 { PREP(io_uring_prep_send(sqe, fd, buf, n, msg_flags)); }
-int uk_prep_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts, unsigned count)
+int64_t uk_prep_timeout(struct uk_ring *r, unsigned fl, struct __kernel_timespec *ts, unsigned count)
 { PREP(io_uring_prep_timeout(sqe, ts, count, 0)); }
-int uk_prep_link_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts)
+int64_t uk_prep_link_timeout(struct uk_ring *r, unsigned fl, struct __kernel_timespec *ts)
 { PREP(io_uring_prep_link_timeout(sqe, ts, 0)); }
-int uk_prep_cancel(struct uk_ring *r, uint64_t ud, unsigned fl, uint64_t target, int cancel_flags)
+int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int cancel_flags)
 { PREP(io_uring_prep_cancel64(sqe, target, cancel_flags)); }
-int uk_prep_poll_add(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned mask)
+int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask)
 { PREP(io_uring_prep_poll_add(sqe, fd, mask)); }
 
 int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,

@@ -6,13 +6,16 @@
  *
  * user_data layout (the codec; uringkit/ring.py mirrors it):
  *
- *   63 62          48 47            32 31                              0
- *  +--+--------------+----------------+--------------------------------+
- *  | 1|   reserved   |   batch slot   |        index within batch      |   batch operation
- *  +--+--------------+----------------+--------------------------------+
- *  | 0|                         token (63 bits)                        |   single operation
- *  +--+----------------------------------------------------------------+
+ *   63 62 61       48 47            32 31                              0
+ *  +--+--+-----------+----------------+--------------------------------+
+ *  | 1| 0| reserved  |   batch slot   |        index within batch      |   batch operation
+ *  +--+--+-----------+----------------+--------------------------------+
+ *  | 0| S|                     token (62 bits)                         |   single operation
+ *  +--+--+-------------------------------------------------------------+
  *
+ * Single-op tokens are handed out here, counting up from 1, never reused within a ring. S (UK_SKIP_BIT) is set
+ * when the SQE carries IOSQE_CQE_SKIP_SUCCESS: such an operation posts no completion if it succeeds, so Python
+ * must not wait for one (close() would otherwise stall) and cannot tell when its buffers are free.
  * All ones (LIBURING_UDATA_TIMEOUT) is liburing's own internal timeout on kernels without EXT_ARG: skipped.
  */
 #ifndef URINGKIT_RING_H
@@ -22,6 +25,7 @@
 #include <liburing.h>
 
 #define UK_BATCH_BIT (1ULL << 63)
+#define UK_SKIP_BIT (1ULL << 62)
 #define UK_MAX_BATCHES 1024  /* batches in flight at once; each costs 16 bytes here */
 #define UK_REAP_MAX 1024     /* single-op completions returned by one uk_reap call */
 
@@ -46,33 +50,31 @@ struct uk_reaped *uk_ring_out(struct uk_ring *r);
 struct io_uring_sqe *uk_get_sqe(struct uk_ring *r);
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags);
 /* One call per operation: take an SQE (submitting first if the queue is full), prepare it with liburing's
- * helper, stamp user_data and flags. 0 on success, -EBUSY if no SQE could be had, -EBADFD if r is NULL (the
- * Python Ring was closed: it swaps its pointer for NULL, so a use after close is an error, never a crash). */
-int uk_prep_nop(struct uk_ring *r, uint64_t ud, unsigned fl);
-int uk_prep_read(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off);
-int uk_prep_write(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off);
-int uk_prep_readv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
-                  uint64_t off);
-int uk_prep_writev(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct iovec *iov, unsigned n,
-                   uint64_t off);
-int uk_prep_read_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, unsigned n, uint64_t off,
-                       int buf_index);
-int uk_prep_write_fixed(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, unsigned n,
-                        uint64_t off, int buf_index);
-int uk_prep_openat(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags, unsigned mode);
-int uk_prep_close(struct uk_ring *r, uint64_t ud, unsigned fl, int fd);
-int uk_prep_fsync(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned fsync_flags);
-int uk_prep_statx(struct uk_ring *r, uint64_t ud, unsigned fl, int dfd, const char *path, int flags,
-                  unsigned mask, struct statx *out);
-int uk_prep_accept(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, int multishot, int sock_flags);
-int uk_prep_connect(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const struct sockaddr *addr,
-                    unsigned addrlen);
-int uk_prep_recv(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, void *buf, size_t n, int msg_flags);
-int uk_prep_send(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, const void *buf, size_t n, int msg_flags);
-int uk_prep_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts, unsigned count);
-int uk_prep_link_timeout(struct uk_ring *r, uint64_t ud, unsigned fl, struct __kernel_timespec *ts);
-int uk_prep_cancel(struct uk_ring *r, uint64_t ud, unsigned fl, uint64_t target, int cancel_flags);
-int uk_prep_poll_add(struct uk_ring *r, uint64_t ud, unsigned fl, int fd, unsigned mask);
+ * helper, stamp the next token (see the codec above) and the flags. Returns the token (> 0), -EBUSY if no SQE
+ * could be had, or -EBADFD if r is NULL (the Python Ring was closed: it swaps its pointer for NULL, so a use
+ * after close is an error, never a crash). */
+int64_t uk_prep_nop(struct uk_ring *r, unsigned fl);
+int64_t uk_prep_read(struct uk_ring *r, unsigned fl, int fd, void *buf, unsigned n, uint64_t off);
+int64_t uk_prep_write(struct uk_ring *r, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off);
+int64_t uk_prep_readv(struct uk_ring *r, unsigned fl, int fd, const struct iovec *iov, unsigned n, uint64_t off);
+int64_t uk_prep_writev(struct uk_ring *r, unsigned fl, int fd, const struct iovec *iov, unsigned n, uint64_t off);
+int64_t uk_prep_read_fixed(struct uk_ring *r, unsigned fl, int fd, void *buf, unsigned n, uint64_t off,
+                           int buf_index);
+int64_t uk_prep_write_fixed(struct uk_ring *r, unsigned fl, int fd, const void *buf, unsigned n, uint64_t off,
+                            int buf_index);
+int64_t uk_prep_openat(struct uk_ring *r, unsigned fl, int dfd, const char *path, int flags, unsigned mode);
+int64_t uk_prep_close(struct uk_ring *r, unsigned fl, int fd);
+int64_t uk_prep_fsync(struct uk_ring *r, unsigned fl, int fd, unsigned fsync_flags);
+int64_t uk_prep_statx(struct uk_ring *r, unsigned fl, int dfd, const char *path, int flags, unsigned mask,
+                      struct statx *out);
+int64_t uk_prep_accept(struct uk_ring *r, unsigned fl, int fd, int multishot, int sock_flags);
+int64_t uk_prep_connect(struct uk_ring *r, unsigned fl, int fd, const struct sockaddr *addr, unsigned addrlen);
+int64_t uk_prep_recv(struct uk_ring *r, unsigned fl, int fd, void *buf, size_t n, int msg_flags);
+int64_t uk_prep_send(struct uk_ring *r, unsigned fl, int fd, const void *buf, size_t n, int msg_flags);
+int64_t uk_prep_timeout(struct uk_ring *r, unsigned fl, struct __kernel_timespec *ts, unsigned count);
+int64_t uk_prep_link_timeout(struct uk_ring *r, unsigned fl, struct __kernel_timespec *ts);
+int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int cancel_flags);
+int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask);
 
 int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
                   unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index);

@@ -4,13 +4,20 @@ Chapters import it as ``import uringkit as uk`` and call ``uk.setup_notebook()``
 pinned here; private modules start with ``_``.
 """
 
-from . import env, ring
+from . import bench, blocking, env, plots, processes, readiness, ring, widgets
 from ._notebook import QUICK, quick, setup_notebook, show, show_source
+from .bench import GRID_2019, Record, Results, digitized_2019, reference, sweep
 from .env import environment_report
+from .plots import alt_text, concurrency_chart, cost_chart, errors_chart, latency_chart
 from .ring import Ring
+from .servers import Server, serve
+from .widgets import Explorer, explore, live_sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "QUICK", "Ring", "env", "environment_report", "quick", "ring", "setup_notebook", "show", "show_source",
+    "GRID_2019", "QUICK", "Explorer", "Record", "Results", "Ring", "Server", "alt_text", "bench", "blocking",
+    "concurrency_chart", "cost_chart", "digitized_2019", "env", "environment_report", "errors_chart", "explore",
+    "latency_chart", "live_sweep", "plots", "processes", "quick", "readiness", "reference", "ring", "serve",
+    "setup_notebook", "show", "show_source", "sweep", "widgets",
 ]

@@ -1,4 +1,5 @@
-"""Ring: io_uring from Python, over liburing (introduced in chapter 06, "Inside io_uring").
+"""Ring: io_uring from Python, over liburing (introduced in chapter 06, "Inside io_uring"; links, timeouts,
+cancellation, fixed buffers and files, SQPOLL and multishot are chapter 08, "io_uring advanced").
 
 A Ring owns one io_uring instance. Each operation method prepares one submission queue entry (SQE) and returns
 its *token*; ``submit()`` hands the queued entries to the kernel; completions come back as ``Completion``
@@ -10,17 +11,18 @@ The per-batch fast paths (``nop_batch``, ``read_batch``, ``write_batch``) prepar
 and deliver their results straight into a ``Batch``; Python then pays per batch, not per operation (see
 ``benchmarks/ring.py`` for what that buys).
 
-user_data codec (mirrors ``native/ring.h``)::
+user_data codec (``native/ring.h`` owns it: C hands out the tokens)::
 
-     63 62          48 47            32 31                              0
-    +--+--------------+----------------+--------------------------------+
-    | 1|   reserved   |   batch slot   |        index within batch      |   batch operation
-    +--+--------------+----------------+--------------------------------+
-    | 0|                         token (63 bits)                        |   single operation
-    +--+----------------------------------------------------------------+
+     63 62 61       48 47            32 31                              0
+    +--+--+-----------+----------------+--------------------------------+
+    | 1| 0| reserved  |   batch slot   |        index within batch      |   batch operation
+    +--+--+-----------+----------------+--------------------------------+
+    | 0| S|                     token (62 bits)                         |   single operation
+    +--+--+-------------------------------------------------------------+
 
 Tokens count up from 1 and are never reused within a ring, so a late completion cannot be mistaken for a newer
-operation. Try it::
+operation. S is set when the operation carries ``SqeFlags.CQE_SKIP_SUCCESS``: it completes silently if it
+succeeds. Try it::
 
     with Ring() as ring:
         ring.nop(user_data="hello")
@@ -32,16 +34,23 @@ from __future__ import annotations
 
 import enum
 import errno
-from collections import deque
 import math
 import os
 import socket
 import struct
 import time
-from typing import Any, Iterable, NamedTuple, Sequence
+from collections import deque
+from typing import Callable, Iterable, Sequence
 
 from . import _availability
 from ._native import ffi, lib
+from ._native.lib import (  # imported by name: a module global costs a quarter of lib.name, on every operation
+    uk_prep_accept, uk_prep_batch, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
+    uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
+    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
+    uk_prep_writev, uk_reap,
+)
+from ._ring_types import F_MORE, Batch, Completion, RingClosedError, StatxResult, check, new_completion
 
 __all__ = [
     "Batch", "Completion", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
@@ -49,15 +58,11 @@ __all__ = [
 ]
 
 BATCH_BIT = 1 << 63
-U64 = (1 << 64) - 1     # offset -1 means 'the file position', as (u64)-1 in the SQE
-TOKEN_MASK = BATCH_BIT - 1
+SKIP_BIT = 1 << 62        # == UK_SKIP_BIT: the operation posts no completion if it succeeds
+U64 = (1 << 64) - 1       # offset -1 means 'the file position', as (u64)-1 in the SQE
 MAX_BATCHES = 1024        # == UK_MAX_BATCHES in native/ring.h: batches in flight at once
-EINTR = errno.EINTR
+FOREVER = -1              # uk_reap's timeout_ns for 'no timeout'
 CLOSE_DRAIN_SECONDS = 1.0  # how long close() waits for cancelled operations before it stops waiting
-
-
-class RingClosedError(ValueError):
-    """The ring was closed; no operation can be prepared, submitted or reaped on it."""
 
 
 class UringUnavailable(OSError):
@@ -65,7 +70,8 @@ class UringUnavailable(OSError):
 
 
 class SqeFlags(enum.IntFlag):
-    """Per-SQE flags (``flags=`` of every operation). Values come from the kernel header, not from this file."""
+    """Per-SQE flags (``flags=`` of every operation; chapter 08, "io_uring advanced"). Values come from the kernel
+    header, not from this file."""
 
     NONE = 0
     LINK = lib.IOSQE_IO_LINK            # the next SQE starts only if this one succeeds
@@ -76,67 +82,9 @@ class SqeFlags(enum.IntFlag):
     CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # post no completion if it succeeds
 
 
-def check(res: int) -> int:
-    """The one place a negative io_uring result becomes an exception: ``-errno`` -> ``OSError(errno, strerror)``."""
-    if res < 0:
-        raise OSError(-res, os.strerror(-res))
-    return res
-
-
-class Completion(NamedTuple):
-    """One completion queue entry: the caller's ``user_data`` object, the result, the CQE flags, the token."""
-
-    user_data: Any
-    res: int
-    flags: int
-    token: int
-
-    @property
-    def more(self) -> bool:
-        """True if the operation is multishot and further completions will follow."""
-        return bool(self.flags & lib.IORING_CQE_F_MORE)
-
-    def result(self) -> int:
-        """The result, or ``OSError`` if the operation failed (the checked form of ``res``)."""
-        return check(self.res)
-
-
-class Batch:
-    """Many operations of one kind prepared in one call; ``results[i]`` is operation i's result once ``done``."""
-
-    __slots__ = ("n", "results", "done", "_keepalive", "_slot")
-
-    def __init__(self, n: int, keepalive: Any):
-        self.n = n
-        self._keepalive = keepalive          # the buffer (and offsets) the kernel reads or writes
-        self.results = ffi.new("int32_t[]", max(n, 1))
-        self.done = False
-        self._slot = -1
-
-    def check(self) -> list[int]:
-        """Every result, or ``OSError`` for the first failed operation."""
-        if not self.done:
-            raise RuntimeError("batch still in flight: reap its completions first")
-        return [check(r) for r in ffi.unpack(self.results, self.n)]
-
-    def __repr__(self) -> str:
-        return f"<Batch n={self.n} {'done' if self.done else 'in flight'}>"
-
-
-class StatxResult:
-    """Where ``Ring.statx`` writes; read the fields after the completion arrives."""
-
-    def __init__(self):
-        self._buf = ffi.new("struct statx *")
-
-    size = property(lambda self: self._buf.stx_size)
-    mode = property(lambda self: self._buf.stx_mode)
-    ino = property(lambda self: self._buf.stx_ino)
-    nlink = property(lambda self: self._buf.stx_nlink)
-    uid = property(lambda self: self._buf.stx_uid)
-    gid = property(lambda self: self._buf.stx_gid)
-    blocks = property(lambda self: self._buf.stx_blocks)
-    mtime_ns = property(lambda self: self._buf.stx_mtime.tv_sec * 10**9 + self._buf.stx_mtime.tv_nsec)
+def _ns(seconds: float) -> int:
+    """A uk_reap timeout in whole nanoseconds; never negative (0: take what is ready, do not sleep)."""
+    return max(0, round(seconds * 1e9))
 
 
 def _timespec(seconds: float):
@@ -173,7 +121,8 @@ def _iovecs(bufs: Sequence, writable: bool):
 
 
 class Ring:
-    """One io_uring instance: prepare operations, ``submit()``, then reap ``Completion``s.
+    """One io_uring instance: prepare operations, ``submit()``, then reap ``Completion``s (chapter 06, "Inside
+    io_uring"; SQPOLL, links, timeouts, cancellation and registration are chapter 08, "io_uring advanced").
 
     ``entries`` is the submission queue size (the completion queue is twice that). ``sqpoll=True`` starts a kernel
     thread that polls the submission queue, so ``submit()`` needs no system call while that thread is awake; it
@@ -207,7 +156,6 @@ class Ring:
         self._batches_in_flight = 0
         self.sqpoll = sqpoll
         self.features = self._io.features
-        self._next_token = 0                         # tokens count up from 1
         self._inflight: dict[int, tuple] = {}       # token -> (user_data, keepalive)
         self._batches: list[Batch | None] = [None] * MAX_BATCHES
         self._free_slots = list(range(MAX_BATCHES - 1, -1, -1))
@@ -220,30 +168,36 @@ class Ring:
         """Cancel what is in flight, wait briefly for it to finish, then tear the ring down. Idempotent."""
         if self._r == _CLOSED:
             return
-        if self._inflight or any(self._batches):
+        if self._awaiting_completions():
             self._cancel_everything()
-        if self._inflight or any(self._batches):
-            # The kernel may still write into these buffers (an uncancellable read in an io-wq worker):
-            # keep them alive for the rest of the process rather than risk a use-after-free.
+        if self._inflight or self._batches_in_flight:
+            # The kernel may still write into these buffers (an uncancellable read in an io-wq worker, or a
+            # CQE_SKIP_SUCCESS operation we cannot see finish): keep them alive for the rest of the process
+            # rather than risk a use-after-free.
             _ORPHANED.append((list(self._inflight.values()), [b for b in self._batches if b]))
         r, self._r = self._r, _CLOSED  # every later call into C sees NULL and answers -EBADFD
         self._io = self._out = None
+        self._ready.clear()  # a closed ring hands out nothing, not even what it reaped before
         for view in (self._out_user_data, self._out_res, self._out_flags):
             view.release()
         lib.uk_ring_free(r)
         self._registered_buffers = self._registered_files = None
 
+    def _awaiting_completions(self) -> bool:
+        """Whether a completion is still due (a CQE_SKIP_SUCCESS operation owes none if it succeeds)."""
+        return self._batches_in_flight > 0 or any(not token & SKIP_BIT for token in self._inflight)
+
     def _cancel_everything(self) -> None:
-        # Its own completion is dropped by _reap: the token is in no table.
-        token = self._next_token = self._next_token + 1
-        lib.uk_prep_cancel(self._r, token, 0, 0, lib.IORING_ASYNC_CANCEL_ANY | lib.IORING_ASYNC_CANCEL_ALL)
+        # The cancel's own completion is dropped by _reap: its token is in no table.
+        uk_prep_cancel(self._r, 0, 0, lib.IORING_ASYNC_CANCEL_ANY | lib.IORING_ASYNC_CANCEL_ALL)
         deadline = time.monotonic() + CLOSE_DRAIN_SECONDS
-        while (self._inflight or any(self._batches)) and time.monotonic() < deadline:
-            self._reap(1, 1, max(0.0, deadline - time.monotonic()))
+        while self._awaiting_completions() and time.monotonic() < deadline:
+            self._reap(1, 1, _ns(deadline - time.monotonic()))
         self._ready.clear()
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` ran: every further call raises ``RingClosedError``."""
         return self._r == _CLOSED
 
     def __enter__(self) -> "Ring":
@@ -265,24 +219,24 @@ class Ring:
             raise RingClosedError("this Ring is closed")
         return self._io
 
-
     # --- preparing single operations -------------------------------------------------------------------------
-    # Each method is one call into C (native/ring.c: take an SQE, liburing's prep helper, stamp user_data and
-    # flags) plus one dict entry that keeps user_data and every buffer the kernel may touch alive until reaped.
-    # The pattern, spelled out in each method because a helper call would cost a sixth of a NOP round trip:
-    #     token = self._next_token = self._next_token + 1
-    #     if lib.uk_prep_X(self._r, token, flags, ...): self._refuse()
+    # Each method is one call into C (native/ring.c: take an SQE, liburing's prep helper, stamp the next token
+    # and the flags) plus one dict entry that keeps user_data and every buffer the kernel may touch alive until
+    # reaped. The pattern, spelled out in each method because a helper call would cost a tenth of a NOP round
+    # trip:
+    #     token = uk_prep_X(self._r, flags, ...)             # the token, or -errno
+    #     if token < 0: self._refuse(token)
     #     self._inflight[token] = (user_data, what_the_kernel_may_touch)
-    def _refuse(self):
+    def _refuse(self, err: int):
         if self.closed:
             raise RingClosedError("this Ring is closed")
-        raise OSError(errno.EBUSY, "submission queue full and the kernel refused to take its entries")
+        raise OSError(-err, "submission queue full and the kernel refused to take its entries")
 
     def nop(self, *, user_data=None, flags: int = 0) -> int:
         """An operation that does nothing: the round trip through the ring and nothing else."""
-        token = self._next_token = self._next_token + 1
-        if lib.uk_prep_nop(self._r, token, flags):
-            self._refuse()
+        token = uk_prep_nop(self._r, flags)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, None)
         return token
 
@@ -290,41 +244,37 @@ class Ring:
              flags: int = 0) -> int:
         """read(2)/pread(2) into ``buf`` (offset -1: the file position, as read(2) uses)."""
         cbuf = _writable(buf)
-        token = self._next_token = self._next_token + 1
         n = len(cbuf) if nbytes is None else min(nbytes, len(cbuf))
-        res = lib.uk_prep_read(self._r, token, flags, fd, cbuf, n, offset & U64)
-        if res:
-            self._refuse()
-        self._inflight[token] = (user_data, (buf, cbuf))
+        token = uk_prep_read(self._r, flags, fd, cbuf, n, offset & U64)
+        if token < 0:
+            self._refuse(token)
+        self._inflight[token] = (user_data, cbuf)
         return token
 
     def write(self, fd: int, data, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """write(2)/pwrite(2) of ``data`` (any bytes-like object)."""
         cbuf = ffi.from_buffer(data)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_write(self._r, token, flags, fd, cbuf, len(cbuf), offset & U64)
-        if res:
-            self._refuse()
-        self._inflight[token] = (user_data, (data, cbuf))
+        token = uk_prep_write(self._r, flags, fd, cbuf, len(cbuf), offset & U64)
+        if token < 0:
+            self._refuse(token)
+        self._inflight[token] = (user_data, cbuf)
         return token
 
     def readv(self, fd: int, bufs: Sequence, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """preadv(2): scatter one read over several buffers."""
         iov, keep = _iovecs(bufs, writable=True)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_readv(self._r, token, flags, fd, iov, len(bufs), offset & U64)
-        if res:
-            self._refuse()
+        token = uk_prep_readv(self._r, flags, fd, iov, len(bufs), offset & U64)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, keep)
         return token
 
     def writev(self, fd: int, bufs: Sequence, offset: int = -1, *, user_data=None, flags: int = 0) -> int:
         """pwritev(2): gather one write from several buffers."""
         iov, keep = _iovecs(bufs, writable=False)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_writev(self._r, token, flags, fd, iov, len(bufs), offset & U64)
-        if res:
-            self._refuse()
+        token = uk_prep_writev(self._r, flags, fd, iov, len(bufs), offset & U64)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, keep)
         return token
 
@@ -339,23 +289,21 @@ class Ring:
 
     def read_fixed(self, fd: int, buf_index: int, nbytes: int, offset: int = -1, *, buf_offset: int = 0,
                    user_data=None, flags: int = 0) -> int:
-        """Read into registered buffer ``buf_index`` (no per-I/O page pinning: see ``register_buffers``)."""
+        """Read into registered buffer ``buf_index`` (no per-I/O page pinning: see ``register_buffers``; chapter 08)."""
         ptr = self._fixed_slice(buf_index, nbytes, buf_offset)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_read_fixed(self._r, token, flags, fd, ptr, nbytes, offset & U64, buf_index)
-        if res:
-            self._refuse()
+        token = uk_prep_read_fixed(self._r, flags, fd, ptr, nbytes, offset & U64, buf_index)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, self._registered_buffers)
         return token
 
     def write_fixed(self, fd: int, buf_index: int, nbytes: int, offset: int = -1, *, buf_offset: int = 0,
                     user_data=None, flags: int = 0) -> int:
-        """Write from registered buffer ``buf_index``."""
+        """Write from registered buffer ``buf_index`` (chapter 08)."""
         ptr = self._fixed_slice(buf_index, nbytes, buf_offset)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_write_fixed(self._r, token, flags, fd, ptr, nbytes, offset & U64, buf_index)
-        if res:
-            self._refuse()
+        token = uk_prep_write_fixed(self._r, flags, fd, ptr, nbytes, offset & U64, buf_index)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, self._registered_buffers)
         return token
 
@@ -363,27 +311,25 @@ class Ring:
                user_data=None, flags: int = 0) -> int:
         """openat(2); the completion's ``res`` is the new fd."""
         cpath = ffi.new("char[]", os.fsencode(path))
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_openat(self._r, token, flags, dirfd, cpath, open_flags, mode)
-        if res:
-            self._refuse()
+        token = uk_prep_openat(self._r, flags, dirfd, cpath, open_flags, mode)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, cpath)
         return token
 
     def close_fd(self, fd: int, *, user_data=None, flags: int = 0) -> int:
         """close(2) through the ring (named close_fd because ``close()`` closes the ring itself)."""
-        token = self._next_token = self._next_token + 1
-        if lib.uk_prep_close(self._r, token, flags, fd):
-            self._refuse()
+        token = uk_prep_close(self._r, flags, fd)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, None)
         return token
 
     def fsync(self, fd: int, *, datasync: bool = False, user_data=None, flags: int = 0) -> int:
         """fsync(2), or fdatasync(2) with ``datasync=True``."""
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_fsync(self._r, token, flags, fd, lib.IORING_FSYNC_DATASYNC if datasync else 0)
-        if res:
-            self._refuse()
+        token = uk_prep_fsync(self._r, flags, fd, lib.IORING_FSYNC_DATASYNC if datasync else 0)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, None)
         return token
 
@@ -391,10 +337,9 @@ class Ring:
               mask: int = lib.STATX_BASIC_STATS, user_data=None, flags: int = 0) -> int:
         """statx(2) into ``out`` (a ``StatxResult``)."""
         cpath = ffi.new("char[]", os.fsencode(path))
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_statx(self._r, token, flags, dirfd, cpath, at_flags, mask, out._buf)
-        if res:
-            self._refuse()
+        token = uk_prep_statx(self._r, flags, dirfd, cpath, at_flags, mask, out._buf)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, (cpath, out))
         return token
 
@@ -402,11 +347,10 @@ class Ring:
                flags: int = 0) -> int:
         """accept4(2); ``res`` is the connection's fd. ``multishot=True`` (kernel 5.19+) keeps accepting: one
         completion per connection, each with ``more`` set until the request ends (a kernel without multishot
-        answers ``-EINVAL``: fall back to one accept per connection)."""
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_accept(self._r, token, flags, fd, multishot, sock_flags)
-        if res:
-            self._refuse()
+        answers ``-EINVAL``: fall back to one accept per connection; chapter 08)."""
+        token = uk_prep_accept(self._r, flags, fd, multishot, sock_flags)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, None)
         return token
 
@@ -414,87 +358,90 @@ class Ring:
         """connect(2) to a numeric ``(host, port)`` address (IPv4 or IPv6)."""
         sa = _sockaddr(address)
         csa = ffi.from_buffer(sa)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_connect(self._r, token, flags, fd, ffi.cast("struct sockaddr *", csa), len(sa))
-        if res:
-            self._refuse()
+        token = uk_prep_connect(self._r, flags, fd, ffi.cast("struct sockaddr *", csa), len(sa))
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, (sa, csa))
         return token
 
     def recv(self, fd: int, buf, *, msg_flags: int = 0, user_data=None, flags: int = 0) -> int:
         """recv(2) into ``buf``; ``res`` 0 means the peer closed."""
         cbuf = _writable(buf)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_recv(self._r, token, flags, fd, cbuf, len(cbuf), msg_flags)
-        if res:
-            self._refuse()
-        self._inflight[token] = (user_data, (buf, cbuf))
+        token = uk_prep_recv(self._r, flags, fd, cbuf, len(cbuf), msg_flags)
+        if token < 0:
+            self._refuse(token)
+        self._inflight[token] = (user_data, cbuf)
         return token
 
     def send(self, fd: int, data, *, msg_flags: int = 0, user_data=None, flags: int = 0) -> int:
         """send(2) of ``data``; like send(2) it may send less than all of it."""
         cbuf = ffi.from_buffer(data)
-        token = self._next_token = self._next_token + 1
-        res = lib.uk_prep_send(self._r, token, flags, fd, cbuf, len(cbuf), msg_flags)
-        if res:
-            self._refuse()
-        self._inflight[token] = (user_data, (data, cbuf))
+        token = uk_prep_send(self._r, flags, fd, cbuf, len(cbuf), msg_flags)
+        if token < 0:
+            self._refuse(token)
+        self._inflight[token] = (user_data, cbuf)
         return token
 
     def timeout(self, seconds: float, *, count: int = 0, user_data=None, flags: int = 0) -> int:
-        """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``)."""
+        """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``;
+        chapter 08)."""
         ts = _timespec(seconds)
-        token = self._next_token = self._next_token + 1
-        if lib.uk_prep_timeout(self._r, token, flags, ts, count):
-            self._refuse()
+        token = uk_prep_timeout(self._r, flags, ts, count)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, ts)
         return token
 
     def link_timeout(self, seconds: float, *, user_data=None, flags: int = 0) -> int:
-        """Cancel the previous SQE (which must carry ``SqeFlags.LINK``) if it has not finished in ``seconds``."""
+        """Cancel the previous SQE (which must carry ``SqeFlags.LINK``) if it has not finished in ``seconds``: it
+        completes with ``-ECANCELED``, this one with ``-ETIME`` (chapter 08)."""
         ts = _timespec(seconds)
-        token = self._next_token = self._next_token + 1
-        if lib.uk_prep_link_timeout(self._r, token, flags, ts):
-            self._refuse()
+        token = uk_prep_link_timeout(self._r, flags, ts)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, ts)
         return token
 
     def cancel(self, target: int, *, user_data=None, flags: int = 0) -> int:
         """Cancel the operation whose token is ``target``: ``res`` 0 if found and cancelled, ``-ENOENT`` if not
-        found, ``-EALREADY`` if it is running and will end by itself; the target completes with ``-ECANCELED``."""
-        token = self._next_token = self._next_token + 1
-        if lib.uk_prep_cancel(self._r, token, flags, target, 0):
-            self._refuse()
+        found, ``-EALREADY`` if it is running and will end by itself; the target completes with ``-ECANCELED``
+        (chapter 08)."""
+        token = uk_prep_cancel(self._r, flags, target, 0)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, None)
         return token
 
     def poll_add(self, fd: int, mask: int, *, user_data=None, flags: int = 0) -> int:
         """One-shot readiness wait, as poll(2): ``res`` is the ready ``select.POLL*`` mask."""
-        token = self._next_token = self._next_token + 1
-        if lib.uk_prep_poll_add(self._r, token, flags, fd, mask):
-            self._refuse()
+        token = uk_prep_poll_add(self._r, flags, fd, mask)
+        if token < 0:
+            self._refuse(token)
         self._inflight[token] = (user_data, None)
         return token
 
     # --- batches: many SQEs per call into C ------------------------------------------------------------------
-    def _batch(self, op: int, n: int, fd: int, buf, size: int, offsets, flags: int, buf_index: int = 0) -> Batch:
-        if self.closed:
-            raise RingClosedError("this Ring is closed")
+    def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int) -> Batch:
+        if flags & lib.IOSQE_CQE_SKIP_SUCCESS:
+            raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        batch = Batch(n, (buf, offsets))
+        if offsets is None:
+            coffsets = ffi.NULL
+        else:  # ffi.new takes lists and tuples only
+            coffsets = ffi.new("uint64_t[]", offsets if type(offsets) in (list, tuple) else list(offsets))
+        batch = Batch(n, (cbuf, coffsets))  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
         if n == 0:
             batch.done = True
             return batch
-        coffsets = ffi.NULL if offsets is None else ffi.new("uint64_t[]", offsets)
-        cbuf = ffi.NULL if buf is None else buf
         slot = self._free_slots.pop()
-        got = lib.uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, buf_index)
+        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0)
         if got <= 0:
             self._free_slots.append(slot)
+            if self.closed:
+                raise RingClosedError("this Ring is closed")
             raise OSError(errno.EBUSY if got == 0 else -got, "could not prepare the batch")
         batch._slot, batch.n = slot, got
-        batch._keepalive = (buf, offsets, coffsets)
         self._batches[slot] = batch
         self._batches_in_flight += 1
         if got < n:  # the kernel refused a submit half-way: what was prepared stays tracked, the rest is reported
@@ -502,8 +449,8 @@ class Ring:
         return batch
 
     def nop_batch(self, n: int, *, flags: int = 0) -> Batch:
-        """``n`` NOPs in one call."""
-        return self._batch(lib.UK_OP_NOP, n, -1, None, 0, None, flags)
+        """``n`` NOPs in one call (chapter 06 measures what batching buys)."""
+        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags)
 
     def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0) -> Batch:
         """``len(offsets)`` reads of ``size`` bytes: read i lands in ``buf[i*size:(i+1)*size]``."""
@@ -522,44 +469,51 @@ class Ring:
     # --- submitting and reaping ------------------------------------------------------------------------------
     def submit(self) -> int:
         """Hand every queued SQE to the kernel; returns how many it took."""
-        io = self._live_io()
-        return check(lib.io_uring_submit(io))
+        return check(lib.io_uring_submit(self._live_io()))
 
     def submit_and_wait(self, wait_nr: int = 1) -> int:
-        """Submit, then sleep in the kernel (GIL released) until ``wait_nr`` completions are ready."""
+        """Submit, then sleep in the kernel (GIL released) until ``wait_nr`` completions are ready; reap them
+        with ``completions_nowait()``."""
         io = self._live_io()
         res = lib.io_uring_submit_and_wait(io, wait_nr)
-        while res == -EINTR:  # a signal: Python runs its handler now (Ctrl-C raises here), then we retry
+        while res == -errno.EINTR:  # a signal: Python runs its handler now (Ctrl-C raises here), then we retry
             res = lib.io_uring_submit_and_wait(io, wait_nr)
         return check(res)
 
-    def _reap(self, submit: int, wait_nr: int, timeout: float | None) -> None:
-        """One call into uk_reap (GIL released while it waits), then settle what it returned: finished batches
-        are released; single-op completions are queued in ``self._ready`` with their user_data."""
-        r = self._r
-        if timeout is None:
-            res = lib.uk_reap(r, submit, wait_nr, -1)
-            while res == -EINTR:  # a signal: Python runs its handler now (Ctrl-C raises here), then we retry
-                res = lib.uk_reap(r, submit, wait_nr, -1)
-        else:
-            deadline = time.monotonic() + timeout
-            res = lib.uk_reap(r, submit, wait_nr, max(0, round(timeout * 1e9)))
-            while res == -EINTR:
-                res = lib.uk_reap(r, submit, wait_nr, max(0, round((deadline - time.monotonic()) * 1e9)))
-        if res < 0:
-            if res == -errno.EBADFD and self.closed:
-                raise RingClosedError("this Ring is closed")
-            check(res)
+    def _reap(self, submit: int, wait_nr: int, timeout_ns: int) -> None:
+        """One call into uk_reap (GIL released while it waits), then settle what it returned."""
+        self._settle_reaped(uk_reap(self._r, submit, wait_nr, timeout_ns))
+
+    def _settle_reaped(self, n: int) -> None:
+        """Settle uk_reap's output: finished batches are released; its ``n`` single-op completions are queued in
+        ``self._ready`` with their user_data."""
+        if n < 0:
+            return self._reap_failed(n)
         if self._batches_in_flight:
             self._release_done_batches()
-        if res == 1:  # the common case in a request/response loop: no lists, no loop
-            token, cflags = self._out_user_data[0], self._out_flags[0]
-            entry = self._inflight.get(token) if cflags & F_MORE else self._inflight.pop(token, None)
-            if entry is not None:
-                self._ready.append(_new_completion(Completion, (entry[0], self._out_res[0], cflags, token)))
-        elif res:
-            for token, res, cflags in zip(self._out_user_data[:res], self._out_res[:res], self._out_flags[:res]):
-                self._settle(token, res, cflags)
+        if not n:
+            return
+        tokens, results, cqe_flags, ready = self._out_user_data, self._out_res, self._out_flags, self._ready
+        for i in range(n):
+            completion = self._settle(tokens[i], results[i], cqe_flags[i])
+            if completion is not None:
+                ready.append(completion)
+
+    def _settle(self, token: int, res: int, cflags: int) -> Completion | None:
+        """The Completion for one CQE of a single operation; None for our own close-time cancel request."""
+        entry = self._inflight.pop(token, None)
+        if entry is None:
+            return None
+        if cflags & F_MORE:  # multishot: registered until its last completion (the one without F_MORE)
+            self._inflight[token] = entry
+        return new_completion(Completion, (entry[0], res, cflags, token))
+
+    def _reap_failed(self, err: int) -> None:
+        if err == -errno.EINTR:  # a signal: Python runs its handler now (Ctrl-C raises here); callers loop
+            return
+        if err == -errno.EBADFD and self.closed:
+            raise RingClosedError("this Ring is closed")
+        check(err)
 
     def _release_done_batches(self) -> None:
         out = self._out
@@ -570,57 +524,67 @@ class Ring:
             self._batches_in_flight -= 1
             batch.done, batch._keepalive = True, None
 
-    def _settle(self, token: int, res: int, cflags: int) -> None:
-        # A multishot operation stays registered until its last completion (the one without F_MORE).
-        entry = self._inflight.get(token) if cflags & F_MORE else self._inflight.pop(token, None)
-        if entry is not None:  # None: our own close-time cancel request, not a caller's operation
-            self._ready.append(_new_completion(Completion, (entry[0], res, cflags, token)))
+    def _reap_until(self, missing: Callable[[], int], timeout: float | None) -> None:
+        """Submit and reap until ``missing()`` (how many completions are still wanted) is 0, or ``timeout``
+        seconds passed. Reaps at least once, so a timeout of 0 still submits and looks."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wanted = missing()
+            self._reap(1, wanted, FOREVER if deadline is None else _ns(deadline - time.monotonic()))
+            if not missing() or (deadline is not None and time.monotonic() >= deadline):
+                return
 
     def completions_nowait(self) -> list[Completion]:
-        """Every completion that is ready now (batch results go into their ``Batch`` instead)."""
-        self._reap(0, 0, None)
-        ready = list(self._ready)
-        self._ready.clear()
-        return ready
+        """Every single-operation completion that is ready now, without submitting or waiting (batch results go
+        into their ``Batch`` instead)."""
+        self._reap(0, 0, FOREVER)
+        return self._take_ready()
 
     def wait_completions(self, wait_nr: int = 1, timeout: float | None = None) -> list[Completion]:
-        """Submit what is queued, wait for ``wait_nr`` completions of any kind (or ``timeout`` seconds), and
-        return every single-operation completion that is ready."""
-        if len(self._ready) < wait_nr:
-            self._reap(1, wait_nr - len(self._ready), timeout)
+        """Submit what is queued, wait until ``wait_nr`` single-operation completions are ready (or ``timeout``
+        seconds passed), and return every one that is ready."""
+        self._reap_until(lambda: max(0, wait_nr - len(self._ready)), timeout)
+        return self._take_ready()
+
+    def _take_ready(self) -> list[Completion]:
         ready = list(self._ready)
         self._ready.clear()
         return ready
 
     def wait_cqe(self, timeout: float | None = None) -> Completion | None:
-        """The next single-operation completion, submitting what is queued first; ``None`` after ``timeout``."""
+        """The next single-operation completion, submitting what is queued if it has to wait; ``None`` after
+        ``timeout`` seconds."""
         ready = self._ready
-        if timeout is None:
-            while not ready:
-                self._reap(1, 1, None)
+        if ready:
             return ready.popleft()
-        deadline = time.monotonic() + timeout
-        while not ready:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self._reap(1, 1, left)
-        return ready.popleft()
+        if timeout is not None:
+            self._reap_until(lambda: not ready, timeout)
+            return ready.popleft() if ready else None
+        while True:  # the hot path of a request/response loop: no clock, no closure, no queue
+            n = uk_reap(self._r, 1, 1, FOREVER)
+            if n == 1 and not self._batches_in_flight:
+                completion = self._settle(self._out_user_data[0], self._out_res[0], self._out_flags[0])
+                if completion is not None:
+                    return completion
+            else:
+                self._settle_reaped(n)
+                if ready:
+                    return ready.popleft()
 
     def wait_batch(self, batch: Batch, timeout: float | None = None) -> bool:
-        """Wait until ``batch`` is done (completions of other operations are kept for the next reap)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not batch.done:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._reap(1, 1, left)
-        return True
+        """Wait until ``batch`` is done; False after ``timeout`` seconds. Completions of single operations that
+        arrive meanwhile are kept for the next ``wait_cqe``/``wait_completions``."""
+        if timeout is None:  # the hot path of a queue-depth loop: no clock, no closure
+            while not batch.done:
+                self._reap(1, 1, FOREVER)
+            return True
+        self._reap_until(lambda: not batch.done, timeout)
+        return batch.done
 
     # --- registration ----------------------------------------------------------------------------------------
     def register_buffers(self, bufs: Sequence) -> None:
         """Pin ``bufs`` once so ``read_fixed``/``write_fixed`` skip per-I/O page pinning; kept alive until
-        ``unregister_buffers`` or close."""
+        ``unregister_buffers`` or close (chapter 08)."""
         iov, keep = _iovecs(bufs, writable=True)
         check(lib.io_uring_register_buffers(self._live_io(), iov, len(bufs)))
         self._registered_buffers = (keep[0], keep[1], iov)
@@ -631,7 +595,8 @@ class Ring:
         self._registered_buffers = None
 
     def register_files(self, fds: Iterable[int]) -> None:
-        """Register ``fds``; then pass an index with ``flags=SqeFlags.FIXED_FILE`` to skip the fd lookup."""
+        """Register ``fds``; then pass an index with ``flags=SqeFlags.FIXED_FILE`` to skip the fd lookup
+        (chapter 08)."""
         fds = list(fds)
         check(lib.io_uring_register_files(self._live_io(), ffi.new("int[]", fds), len(fds)))
         self._registered_files = fds
@@ -644,15 +609,17 @@ class Ring:
     # --- introspection ---------------------------------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        """Operations submitted or queued whose final completion has not been reaped yet."""
-        return len(self._inflight) + sum(b.n for b in self._batches if b is not None)
+        """Operations submitted or queued whose final completion has not been reaped yet (not counting
+        CQE_SKIP_SUCCESS operations: they owe no completion if they succeed)."""
+        singles = sum(1 for token in self._inflight if not token & SKIP_BIT)
+        return singles + sum(b.n for b in self._batches if b is not None)
 
     def sq_space_left(self) -> int:
         """Free submission queue entries (preparing more than this submits the queued ones first)."""
         return lib.io_uring_sq_space_left(self._live_io())
 
     def probe(self) -> frozenset[str]:
-        """Names of the operations this kernel supports (``IORING_OP_READ`` -> ``"read"``)."""
+        """Names of the operations this kernel supports (``IORING_OP_READ`` -> ``"read"``; chapter 08)."""
         p = lib.io_uring_get_probe_ring(self._live_io())
         if p == ffi.NULL:
             return frozenset()
@@ -664,9 +631,7 @@ class Ring:
 
 OPCODES = {name[len("IORING_OP_"):].lower(): getattr(lib, name)
            for name in dir(lib) if name.startswith("IORING_OP_") and name != "IORING_OP_LAST"}
-F_MORE = lib.IORING_CQE_F_MORE
 _CLOSED = ffi.cast("struct uk_ring *", 0)  # what a closed Ring holds instead of its pointer
-_new_completion = tuple.__new__  # builds a Completion without NamedTuple's Python-level __new__ (2x faster)
 _ORPHANED: list = []  # buffers of operations that outlived their ring's close(); see Ring.close
 
 
@@ -681,7 +646,7 @@ _PROBE_CACHE: frozenset[str] | None = None
 
 
 def probe() -> frozenset[str]:
-    """The operations this kernel's io_uring supports (empty if io_uring is unavailable). Cached."""
+    """The operations this kernel's io_uring supports (empty if io_uring is unavailable; chapter 08). Cached."""
     global _PROBE_CACHE
     if _PROBE_CACHE is None:
         try:
@@ -693,7 +658,8 @@ def probe() -> frozenset[str]:
 
 
 def supports(op: str) -> bool:
-    """Whether the kernel supports io_uring operation ``op`` (``"read"``, ``"accept"``, ``"send_zc"`` ...)."""
+    """Whether the kernel supports io_uring operation ``op`` (``"read"``, ``"accept"``, ``"send_zc"`` ...;
+    chapter 08: ask the kernel, not the version string)."""
     if op.lower() not in OPCODES:
         raise ValueError(f"unknown io_uring operation {op!r}; known: {', '.join(sorted(OPCODES))}")
     return op.lower() in probe()

@@ -59,7 +59,8 @@ class SharedStats:
             self._map = mmap.mmap(fd, self.SIZE, mmap.MAP_SHARED)
         finally:
             os.close(fd)
-        self.ptr = ffi.cast("struct uk_server_stats *", ffi.from_buffer(self._map))
+        self._view = ffi.from_buffer(self._map)  # holds the mapping's buffer until close() releases it
+        self.ptr = ffi.cast("struct uk_server_stats *", self._view)
         self._fields = {name: ffi.cast("uint64_t *", ffi.addressof(self.ptr, name)) for name in STAT_FIELDS}
 
     @classmethod
@@ -72,6 +73,15 @@ class SharedStats:
 
     def add(self, field: str, delta: int = 1) -> None:
         lib.uk_stat_add(self._fields[field], delta)
+
+    def close(self) -> None:
+        """Unmap (Python's mmap holds a duplicate of the file's fd until then). Idempotent."""
+        if self._map.closed:
+            return
+        self._fields = {}
+        self.ptr = None
+        ffi.release(self._view)
+        self._map.close()
 
     def snapshot(self) -> dict[str, int]:
         return {name: getattr(self.ptr, name) for name in STAT_FIELDS}

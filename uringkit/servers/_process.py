@@ -24,7 +24,6 @@ from ._config import IMPLS, MODELS, STAT_FIELDS, ServerConfig, SharedStats, _shm
 START_TIMEOUT = 20.0   # seconds for the child to bind and announce (a preforked pool of 100 forks first)
 STOP_GRACE = 3.0       # seconds between SIGTERM and SIGKILL
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 _LIVE: "weakref.WeakSet[Server]" = weakref.WeakSet()
 
@@ -39,11 +38,11 @@ class ServerStatistics:
     refused: int
     bad_requests: int
     timeouts: int
-    cpu_user_s: float             # every live process of the server, plus reaped children
+    cpu_user_s: float             # every live process of the server, plus reaped children (see _process_cpu)
     cpu_system_s: float
     voluntary_switches: int       # summed over live threads (a reaped child's switches are gone with it)
     involuntary_switches: int
-    rss_bytes: int                # summed over live processes (shared pages count once per process)
+    pss_bytes: int                # proportional set size summed over live processes: shared pages split
     processes: int
     threads: int
 
@@ -70,6 +69,38 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     return data[data.rindex(")") + 2:].split()
+
+
+def _process_cpu(pid: int, fields: list[str]) -> tuple[float, float]:
+    """(user, system) seconds of one process, as precisely as /proc allows.
+
+    /proc/PID/stat reports utime/stime in clock ticks (10 ms), truncated per process: for a pool of 100 worker
+    processes that could lose a second. /proc/PID/task/*/schedstat has nanoseconds but only for live threads. Both
+    undercount, never overcount, so the larger is the better figure; stat's ticks give the user/system split.
+    """
+    user_ticks, system_ticks = int(fields[11]), int(fields[12])
+    ticks = (user_ticks + system_ticks) / CLOCK_TICKS
+    live_ns = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                live_ns += int(f.read().split()[0])
+    except (OSError, ValueError):
+        pass
+    total = max(ticks, live_ns / 1e9)
+    user_share = user_ticks / (user_ticks + system_ticks) if user_ticks + system_ticks else 0.5
+    return total * user_share, total * (1 - user_share)
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _switches(pid: int) -> tuple[int, int]:
@@ -165,6 +196,9 @@ class Server:
             _signal_group(proc.pid, signal.SIGKILL)  # children of a forking server that outlived their parent
             proc.wait()
             proc.stdout.close()
+        if self._stats is not None:
+            self._stats.close()
+            self._stats = None
         if self._stats_path:
             os.unlink(self._stats_path)
             self._stats_path = None
@@ -210,23 +244,23 @@ class Server:
             raise RuntimeError("the server is not running")
         counts = self._stats.snapshot()
         user = system = 0.0
-        rss = procs = threads = vol = invol = 0
+        pss = procs = threads = vol = invol = 0
         for pid in _session_members(self._proc.pid):
             fields = _stat_fields(pid)
             if not fields:
                 continue
-            user += int(fields[11]) / CLOCK_TICKS
-            system += int(fields[12]) / CLOCK_TICKS
+            u, s = _process_cpu(pid, fields)
+            user, system = user + u, system + s
             if pid == self._proc.pid:  # reaped children's CPU lands in their parent's cutime/cstime
                 user += int(fields[13]) / CLOCK_TICKS
                 system += int(fields[14]) / CLOCK_TICKS
             threads += int(fields[17])
-            rss += int(fields[21]) * PAGE_SIZE
+            pss += _pss(pid)
             procs += 1
             v, i = _switches(pid)
             vol, invol = vol + v, invol + i
         return ServerStatistics(**{k: counts[k] for k in STAT_FIELDS}, cpu_user_s=user, cpu_system_s=system,
-                                voluntary_switches=vol, involuntary_switches=invol, rss_bytes=rss,
+                                voluntary_switches=vol, involuntary_switches=invol, pss_bytes=pss,
                                 processes=procs, threads=threads)
 
     def __repr__(self) -> str:
