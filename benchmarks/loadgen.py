@@ -121,7 +121,7 @@ def compare(name: str, url: str, connections: int, duration: float, repeats: int
             print(f"    {who:8s} {rps:>10,.0f} req/s, {cpu_us:5.2f} us of its own CPU per request")
     (a, a_cpu), (b, b_cpu) = [(statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
                               for v in runs.values()]
-    verdict = "ok" if a / b >= target else "BELOW TARGET"
+    verdict = "ok" if a / b >= target else "MISSED"
     print(f"{name}: uk.load {a:,.0f} req/s at {a_cpu:.2f} us CPU/request, {other} {b:,.0f} req/s at {b_cpu:.2f} "
           f"us CPU/request (medians of {repeats})")
     print(f"RESULT {name}_ratio_vs_{other} {a / b:.3f} (target >= {target}) {verdict}")
@@ -129,24 +129,25 @@ def compare(name: str, url: str, connections: int, duration: float, repeats: int
 
 
 def hold(url: str) -> None:
-    # the ramp (RAMP_WINDOW connections awaiting accept at a time) comes first; the hold is what follows it
-    allowance = 3.0
+    # the ramp (RAMP_WINDOW connections awaiting accept at a time) comes first; the hold is what follows it.
+    # ~2 s here when the machine is quiet, longer when the server is starved of CPU and accepts slowly
+    allowance = 10.0
     out = subprocess.run([sys.executable, "-c", HOLD_CHILD, url, str(HOLD_CONNECTIONS), str(HOLD_S + allowance),
                           str(THREADS)], capture_output=True, text=True, timeout=HOLD_S + 120)
     if out.returncode:
         sys.exit(f"the {HOLD_CONNECTIONS:,}-connection run failed: {out.stderr.strip()[-2000:]}")
     r = json.loads(out.stdout)
     held = r["duration_s"] - r["ramp_s"]
-    ok = (r["peak"] == HOLD_CONNECTIONS and r["connect_errors"] == 0 and r["timeouts"] == 0 and
-          held >= HOLD_S and r["hwm_mb"] <= RSS_LIMIT_MB)
     print(f"{HOLD_CONNECTIONS:,} keep-alive connections: peak {r['peak']:,} open, ramp {r['ramp_s']:.2f} s, held "
           f"{held:.1f} s, {r['rps']:,.0f} req/s, connect errors {r['connect_errors']}, timeouts {r['timeouts']}, "
           f"read errors {r['read_errors']}, slow connects {r['slow_connects']}, generator peak RSS "
           f"{r['hwm_mb']:.1f} MB")
-    print(f"RESULT hold_{HOLD_CONNECTIONS}_connect_errors {r['connect_errors']} (target 0)")
-    print(f"RESULT hold_{HOLD_CONNECTIONS}_peak_connections {r['peak']} (target {HOLD_CONNECTIONS})")
-    print(f"RESULT hold_{HOLD_CONNECTIONS}_generator_rss_mb {r['hwm_mb']:.1f} (target <= {RSS_LIMIT_MB}) "
-          f"{'ok' if ok else 'BELOW TARGET'}")
+    for figure, value, target, ok in [
+            ("connect_errors", r["connect_errors"], "0", r["connect_errors"] == 0),
+            ("peak_connections", r["peak"], f"{HOLD_CONNECTIONS}", r["peak"] == HOLD_CONNECTIONS),
+            ("held_s", f"{held:.1f}", f">= {HOLD_S:g}", held >= HOLD_S),
+            ("generator_rss_mb", f"{r['hwm_mb']:.1f}", f"<= {RSS_LIMIT_MB}", r["hwm_mb"] <= RSS_LIMIT_MB)]:
+        print(f"RESULT hold_{HOLD_CONNECTIONS}_{figure} {value} (target {target}) {'ok' if ok else 'MISSED'}")
 
 
 def main() -> None:

@@ -77,12 +77,14 @@ struct tlist {
 
 struct conn {
     int fd;                     /* -1: no socket */
-    uint8_t state, phase, line_len, ramping, has_ticket, server_close, connected, registered, used, served;
+    uint8_t state, phase, line_len, ramping, server_close, connected, registered, used, served;
+    uint16_t outstanding;       /* requests sent (or being sent) whose responses have not all arrived */
+    uint16_t tickets;           /* requests=N mode: how many of the N this slot holds */
     uint32_t events;            /* what epoll watches for this fd */
     uint16_t status;
     uint16_t head_lines;
     uint32_t head_bytes;
-    size_t sent;                /* bytes of the request written */
+    size_t sent, send_len;      /* bytes of the request(s) written / to write */
     int64_t body_left;          /* -1: no Content-Length seen (yet) */
     int64_t start_ns;           /* latency origin: when the request started (closed) or was intended (open) */
     int64_t connect_ns;
@@ -94,8 +96,8 @@ struct conn {
 
 struct run {                    /* shared by all threads; read-only once they start, except the atomics */
     const struct uk_load_config *cfg;
-    char *req;
-    size_t req_len;
+    char *req;                  /* the request, `pipeline` times over */
+    size_t req_one;             /* length of one copy */
     struct sockaddr_storage dst;
     socklen_t dst_len;
     int spread;
@@ -320,7 +322,7 @@ static ssize_t parse(struct conn *c, const char *p, size_t n)
 }
 
 /* --- slots ------------------------------------------------------------------------------------------------ */
-static void start_request(struct worker *w, struct conn *c, int64_t start);
+static void start_request(struct worker *w, struct conn *c, int64_t start, int n);
 static void send_request(struct worker *w, struct conn *c);
 
 static int watch(struct worker *w, struct conn *c, uint32_t events)
@@ -363,17 +365,23 @@ static void stop_run(struct run *r)
         perror("uringkit loadgen: eventfd write");   /* cannot happen; the WAKE_MS poll still ends the run */
 }
 
-/* requests=N mode: a slot takes a ticket before a request and keeps it until a response completes, so at most N
- * requests are ever sent and exactly N complete (a failed attempt is retried with the same ticket). */
-static int claim(struct worker *w, struct conn *c)
+/* How many requests the slot may send now (up to `want`). In requests=N mode a slot takes tickets before it
+ * sends and gives one up per response, so at most N requests are ever sent and exactly N complete: a failed
+ * batch is retried whole with the tickets it holds. Each claimer gets what was left before its own subtraction
+ * (clamped to 0..want) and returns the rest, which amounts to handing tickets out greedily in subtraction order:
+ * none is lost, none is handed out twice. */
+static int claim(struct worker *w, struct conn *c, int want)
 {
     struct run *r = w->run;
-    if (!r->cfg->requests || c->has_ticket)
-        return 1;
-    if (__atomic_sub_fetch(&r->tickets, 1, __ATOMIC_RELAXED) >= 0)
-        return c->has_ticket = 1;
-    __atomic_add_fetch(&r->tickets, 1, __ATOMIC_RELAXED);
-    return 0;
+    if (!r->cfg->requests)
+        return want;
+    if (c->tickets)
+        return c->tickets;
+    int64_t left = __atomic_sub_fetch(&r->tickets, want, __ATOMIC_RELAXED);
+    int got = left >= 0 ? want : left + want > 0 ? (int)(left + want) : 0;
+    if (got < want)
+        __atomic_add_fetch(&r->tickets, want - got, __ATOMIC_RELAXED);
+    return c->tickets = got;
 }
 
 /* The slot has nothing in flight: closed loop sends the next request now, open loop waits for a due send. */
@@ -381,25 +389,30 @@ static void slot_free(struct worker *w, struct conn *c)
 {
     c->state = S_IDLE;
     if (w->run->cfg->rate > 0) {
-        if (c->has_ticket) {                   /* an intended request failed: its ticket goes to the next one */
-            c->has_ticket = 0;
-            __atomic_add_fetch(&w->run->tickets, 1, __ATOMIC_RELAXED);
+        if (c->tickets) {                      /* an intended request failed: its ticket goes to the next one */
+            __atomic_add_fetch(&w->run->tickets, c->tickets, __ATOMIC_RELAXED);
+            c->tickets = 0;
         }
         w->idle[w->idle_n++] = c;
         return;
     }
     if (__atomic_load_n(&w->run->stop, __ATOMIC_RELAXED))
         return;
-    if (!claim(w, c)) {
+    int n = claim(w, c, w->run->cfg->pipeline);
+    if (!n) {
         c->state = S_PARKED;
         ramp_done(w, c);
         return;
     }
-    start_request(w, c, now_ns());
+    start_request(w, c, now_ns(), n);
 }
 
+/* Counts: a connect error once per attempt; a timeout or read error once per request it cost (a pipelined batch
+ * loses all its outstanding requests; bytes nobody asked for cost one). */
 static void fail(struct worker *w, struct conn *c, enum failure why, int err)
 {
+    unsigned lost = c->outstanding ? c->outstanding : 1;
+    c->outstanding = 0;
     tl_remove(c);
     close_conn(w, c);
     ramp_done(w, c);
@@ -414,25 +427,25 @@ static void fail(struct worker *w, struct conn *c, enum failure why, int err)
         }
         break;
     case F_CONNECT_TIMEOUT:
-        w->r.connect_timeouts++;
-        w->r.timeouts++;
+        w->r.connect_timeouts += lost;
+        w->r.timeouts += lost;
         break;
     case F_TIMEOUT:
-        w->r.timeouts++;
+        w->r.timeouts += lost;
         break;
     case F_READ:
-        w->r.read_errors++;
+        w->r.read_errors += lost;
         w->r.last_read_errno = err;
         break;
     }
     slot_free(w, c);
 }
 
-static void complete(struct worker *w, struct conn *c)
+/* One response read in full: counted, its latency recorded (pipelined ones from the start of their batch). */
+static void count_response(struct worker *w, struct conn *c, int64_t now)
 {
     struct run *r = w->run;
-    int64_t now = now_ns(), lat = now - c->start_ns;
-    tl_remove(c);
+    int64_t lat = now - c->start_ns;
     w->r.latency_us[hist_index((uint64_t)(lat + 500) / 1000)]++;
     w->lat_sum_ns += lat;
     if (lat > w->lat_max_ns)
@@ -442,12 +455,20 @@ static void complete(struct worker *w, struct conn *c)
         w->r.non_2xx++;
         w->r.last_non_2xx_status = c->status;
     }
-    ramp_done(w, c);
     c->served = 1;
-    c->has_ticket = 0;
+    c->outstanding--;
+    if (c->tickets)
+        c->tickets--;
     if (r->cfg->requests && __atomic_add_fetch(&r->done, 1, __ATOMIC_RELAXED) >= r->cfg->requests)
         stop_run(r);
-    if (!r->cfg->keepalive || c->server_close)
+}
+
+/* Every response of the batch is in: the slot is free. */
+static void batch_done(struct worker *w, struct conn *c)
+{
+    tl_remove(c);
+    ramp_done(w, c);
+    if (!w->run->cfg->keepalive || c->server_close)
         close_conn(w, c);
     slot_free(w, c);
 }
@@ -513,8 +534,8 @@ static void begin_connect(struct worker *w, struct conn *c)
 static void send_request(struct worker *w, struct conn *c)
 {
     struct run *r = w->run;
-    while (c->sent < r->req_len) {
-        ssize_t n = send(c->fd, r->req + c->sent, r->req_len - c->sent, MSG_NOSIGNAL);
+    while (c->sent < c->send_len) {
+        ssize_t n = send(c->fd, r->req + c->sent, c->send_len - c->sent, MSG_NOSIGNAL);
         if (n >= 0) {
             c->sent += n;
             continue;
@@ -544,11 +565,13 @@ static void send_request(struct worker *w, struct conn *c)
         fail(w, c, F_READ, -e);
 }
 
-static void start_request(struct worker *w, struct conn *c, int64_t start)
+static void start_request(struct worker *w, struct conn *c, int64_t start, int n)
 {
     c->used = 1;
     c->start_ns = start;
+    c->outstanding = n;
     c->sent = 0;
+    c->send_len = n * w->run->req_one;
     parser_reset(c);
     if (c->fd < 0) {
         begin_connect(w, c);
@@ -592,14 +615,30 @@ static void on_readable(struct worker *w, struct conn *c)
         ssize_t n = recv(c->fd, w->buf, READ_BUF, 0);
         if (n > 0) {
             w->r.bytes_read += n;
-            ssize_t used = parse(c, w->buf, n);
-            if (used < 0 || (c->phase == P_DONE && used != n)) {   /* not HTTP, or more than one response */
-                fail(w, c, F_READ, EPROTO);
-                return;
-            }
-            if (c->phase == P_DONE) {
-                complete(w, c);
-                return;
+            const char *p = w->buf;
+            size_t left = n;
+            int64_t now = 0;
+            for (;;) {                         /* a read may end one response and begin the next (pipelining) */
+                ssize_t used = parse(c, p, left);
+                if (used < 0) {
+                    fail(w, c, F_READ, EPROTO);
+                    return;
+                }
+                if (c->phase != P_DONE)
+                    break;
+                count_response(w, c, now ? now : (now = now_ns()));
+                p += used;
+                left -= used;
+                if (c->outstanding == 0) {
+                    if (left)                  /* more responses than requests */
+                        fail(w, c, F_READ, EPROTO);
+                    else
+                        batch_done(w, c);
+                    return;
+                }
+                parser_reset(c);
+                if (!left)
+                    break;
             }
             if (n < READ_BUF)
                 return;                        /* level-triggered: epoll reports the rest when it comes */
@@ -607,9 +646,11 @@ static void on_readable(struct worker *w, struct conn *c)
         }
         if (n == 0) {
             if (c->phase == P_BODY_TO_EOF)
-                complete(w, c);
+                count_response(w, c, now_ns());
+            if (c->outstanding)
+                fail(w, c, F_READ, 0);         /* EOF before the response(s) were complete */
             else
-                fail(w, c, F_READ, 0);         /* EOF before the response was complete */
+                batch_done(w, c);
             return;
         }
         if (errno == EINTR)
@@ -670,12 +711,12 @@ static void dispatch_due(struct worker *w, int64_t now)
     w->starved = 0;
     while (w->idle_n > 0 && intended(w, w->sched_k) <= now) {
         struct conn *c = w->idle[w->idle_n - 1];
-        if (!claim(w, c)) {
+        if (!claim(w, c, 1)) {
             w->starved = 1;                    /* a failed request may return its ticket: look again later */
             return;
         }
         w->idle_n--;
-        start_request(w, c, intended(w, w->sched_k++));
+        start_request(w, c, intended(w, w->sched_k++), 1);
     }
 }
 
@@ -749,6 +790,8 @@ static void *worker_main(void *arg)
             stop_run(r);
             break;
         }
+        if (r->end_ns && now_ns() >= r->end_ns)
+            break;                             /* what arrives after the end is no part of the run */
         for (int i = 0; i < n; i++)
             if (ev[i].data.ptr)                /* NULL: the wake eventfd; the loop head sees why */
                 on_event(w, ev[i].data.ptr, ev[i].events);
@@ -764,8 +807,8 @@ static void *worker_main(void *arg)
         w->r.ramp_s = ((w->ramped_ns ? w->ramped_ns : end) - r->t0) / 1e9;
     for (int i = 0; i < w->n; i++) {
         struct conn *c = &w->conns[i];
-        w->r.in_flight += c->state == S_CONNECTING || c->state == S_SENDING || c->state == S_READING ||
-                          c->state == S_WAITING;
+        if (c->state == S_CONNECTING || c->state == S_SENDING || c->state == S_READING)
+            w->r.in_flight += c->outstanding;
         w->r.unserved += c->used && !c->served;
         close_conn(w, c);
     }
@@ -809,11 +852,13 @@ static int build_request(struct run *r, const struct uk_load_config *cfg)
 {
     const char *conn = cfg->keepalive ? "" : "Connection: close\r\n";
     int n = snprintf(NULL, 0, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", cfg->path, cfg->host_header, conn);
-    r->req = malloc(n + 1);
+    r->req = malloc((size_t)n * cfg->pipeline + 1);
     if (!r->req)
         return -ENOMEM;
-    snprintf(r->req, n + 1, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", cfg->path, cfg->host_header, conn);
-    r->req_len = n;
+    for (int i = 0; i < cfg->pipeline; i++)
+        snprintf(r->req + (size_t)n * i, n + 1, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", cfg->path,
+                 cfg->host_header, conn);
+    r->req_one = n;
     return 0;
 }
 
@@ -826,7 +871,8 @@ static int valid(const struct uk_load_config *c)
            !strpbrk(c->host_header, "\r\n") && c->port > 0 && c->port < 65536 && c->connections > 0 &&
            c->threads > 0 && c->threads <= c->connections && c->duration_s >= 0 &&
            (c->duration_s > 0 || c->requests > 0) && c->rate >= 0 && c->timeout_ms > 0 &&
-           c->connect_timeout_ms > 0 && c->ramp_window > 0 && (!c->cpus || c->n_cpus > 0);
+           c->connect_timeout_ms > 0 && c->ramp_window > 0 && (!c->cpus || c->n_cpus > 0) &&
+           c->pipeline >= 1 && c->pipeline <= UK_PIPELINE_MAX && (c->pipeline == 1 || (c->keepalive && !c->rate));
 }
 
 static void free_worker(struct worker *w)

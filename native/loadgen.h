@@ -8,8 +8,9 @@
  * Content-Length, body), either as fast as the server answers (closed loop: each connection sends its next request
  * when the previous response is complete) or at a fixed `rate` (open loop: request k is *intended* at
  * t0 + k/rate, and its latency runs from that intended time, so a stalled server cannot hide its stall by slowing
- * the client down - no coordinated omission). Every outcome is counted: nothing is retried silently, nothing is
- * dropped from the latency histogram.
+ * the client down - no coordinated omission). With keep-alive, a closed loop may also pipeline: send `pipeline`
+ * requests back to back, then read their responses in order. Every outcome is counted: nothing is retried
+ * silently, nothing is dropped from the latency histogram.
  */
 #ifndef URINGKIT_LOADGEN_H
 #define URINGKIT_LOADGEN_H
@@ -24,7 +25,10 @@
 #define UK_HIST_GROUPS 28
 #define UK_HIST_BUCKETS (UK_HIST_LINEAR + UK_HIST_GROUPS * UK_HIST_SUB)
 
+
 /* cffi-begin */
+#define UK_PIPELINE_MAX 1000   /* requests per batch on one connection: the bytes are built once, that many times */
+
 struct uk_load_config {
     const char *address;        /* numeric address of the server: 127.0.0.0/8 or ::1 */
     int port;
@@ -38,6 +42,7 @@ struct uk_load_config {
     uint64_t requests;          /* stop after exactly this many completed responses; 0 = no count limit */
     double rate;                /* open loop: requests per second, all threads together; 0 = closed loop */
     int keepalive;              /* 0: a new connection per request, sent with "Connection: close" */
+    int pipeline;               /* closed loop, keep-alive: requests sent back to back before reading (>= 1) */
     int timeout_ms;             /* a request with no complete response this long after it was sent fails */
     int connect_timeout_ms;     /* a connect not established this long after it started fails */
     int ramp_window;            /* most new connections awaiting the server's accept at once, all threads */
@@ -50,7 +55,7 @@ struct uk_load_result {
     uint64_t non_2xx;           /* of completed: status outside 200-299 */
     uint64_t connect_errors;    /* connects that failed: refused, reset, EADDRNOTAVAIL, EMFILE... */
     uint64_t timeouts;          /* requests that failed for lack of time, connect timeouts included */
-    uint64_t connect_timeouts;  /* of timeouts: connects not established within connect_timeout_ms */
+    uint64_t connect_timeouts;  /* of timeouts: requests whose connect was not established in connect_timeout_ms */
     uint64_t read_errors;       /* established connections that failed mid-request: reset, EOF, not HTTP */
     uint64_t connects;          /* connections established */
     uint64_t slow_connects;     /* of connects: took >= 1 s (the server's accept queue overflowed, SYN resent) */

@@ -20,8 +20,9 @@ Two ways to load a server:
 
 Latency runs from the start of a request (closed loop) or its intended send (open loop), including any connect
 it needed, to the last byte of its response. ``keepalive=False`` opens a new connection per request and sends
-``Connection: close``, as the 2019 benchmark did. Nothing is hidden: connect errors, timeouts (connect timeouts among them), read errors, non-2xx responses and
-connects slowed by SYN retransmission (an overflowing accept queue) are all counted.
+``Connection: close``, as the 2019 benchmark did. Nothing is hidden: connect errors, timeouts (connect timeouts
+among them), read errors, non-2xx responses, connects slowed by SYN retransmission (an overflowing accept
+queue), requests still in flight at the end and clients never served are all counted.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ DEFAULT_TIMEOUT = 12.0        # seconds per request: above the servers' longest 
 CONNECT_TIMEOUT = 5.0         # seconds: lets SYN retransmissions at 1 s and 3 s through, to be counted as slow
 RAMP_WINDOW = 1000            # new connections awaiting accept at once: well under somaxconn (4096)
 SPREAD_SOURCES = True         # bind IPv4 clients over 127.0.0.1-254: 254 x ~28k ports instead of ~28k
+MAX_TIMEOUT = 86400.0         # seconds: the C side counts timeouts in int milliseconds
 CANCEL_POLL_S = 0.1           # how often the waiting Python thread checks for KeyboardInterrupt
 
 
@@ -55,6 +57,7 @@ class LoadResult:
     concurrency: int
     keepalive: bool
     rate: float | None            # open loop: requests per second asked for; None: closed loop
+    pipeline: int                 # requests sent back to back on a connection before reading the responses
     requests: int | None          # requests=N asked for
     threads: int
     cpus: tuple[int, ...] | None  # CPUs the load threads were pinned to
@@ -75,6 +78,7 @@ class LoadResult:
     read_errors: int              # established connections that failed mid-request; read_error names the latest
     connects: int                 # connections established
     slow_connects: int            # of connects: took >= 1 s, i.e. a SYN was dropped (accept queue full) and resent
+    connect_max_ms: float         # the slowest successful connect
     peak_connections: int         # most connections established at once
     unsent: int                   # open loop: sends due but never made (no free connection)
     in_flight: int                # requests still unanswered when the run ended (in no count above)
@@ -139,6 +143,8 @@ def _target(url: str) -> tuple[str, int, str, str]:
     if port is None:
         raise ValueError(f"give the server's port in the URL: {url!r}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not path.isascii() or any(ch in path for ch in " \t\r\n"):
+        raise ValueError(f"percent-encode the path of {url!r}: it goes into the request line as it is")
     return address, port, parts.netloc, path
 
 
@@ -152,25 +158,27 @@ def _check_fd_limit(concurrency: int, threads: int) -> None:
             f"e.g. as root: prlimit --pid {os.getpid()} --nofile={need}:{need}")
 
 
-def _positive(name: str, value, allow_none: bool = False) -> None:
+def _positive(name: str, value, allow_none: bool = False, at_most: float = float("inf")) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= at_most:
+        raise ValueError(f"{name} must be a number above 0 and at most {at_most:g}, not {value!r}")
 
 
 def load(url: str, concurrency: int, duration: float | None = None, requests: int | None = None, *,
          keepalive: bool = True, rate: float | None = None, timeout: float = DEFAULT_TIMEOUT,
          connect_timeout: float = CONNECT_TIMEOUT, threads: int | None = None,
-         cpus: tuple[int, ...] | list[int] | None = None) -> LoadResult:
+         cpus: tuple[int, ...] | list[int] | None = None, pipeline: int = 1) -> LoadResult:
     """Load the server at ``url`` (loopback only) with ``concurrency`` connections; see chapter 04.
 
     ``duration`` seconds (default 10), or until exactly ``requests`` responses have completed (then ``duration``
     is only a time limit; a failed attempt is retried, so N means N completions, never more). ``rate`` switches
     to an open loop of that many requests per second. ``keepalive=False``: a new connection per request.
+    ``pipeline=k`` (closed loop, keep-alive) sends k requests back to back and then reads their k responses, each
+    timed from the moment the batch started.
     ``timeout``/``connect_timeout`` in seconds. ``threads`` defaults to the number of ``cpus`` (the load threads
-    are pinned to them, round robin) or of the CPUs this process may run on. Returns a ``LoadResult``; raises ValueError for bad
-    arguments, before any connection is made.
+    are pinned to them, round robin) or of the CPUs this process may run on. Returns a ``LoadResult``; raises
+    ValueError for bad arguments, before any connection is made.
     """
     address, port, host_header, path = _target(url)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -179,8 +187,8 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
         raise ValueError(f"requests must be an int >= 1 or None, not {requests!r}")
     _positive("duration", duration, allow_none=True)
     _positive("rate", rate, allow_none=True)
-    _positive("timeout", timeout)
-    _positive("connect_timeout", connect_timeout)
+    _positive("timeout", timeout, at_most=MAX_TIMEOUT)
+    _positive("connect_timeout", connect_timeout, at_most=MAX_TIMEOUT)
     if cpus is not None:
         cpus = tuple(cpus)
         allowed = os.sched_getaffinity(0)
@@ -191,6 +199,10 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
         threads = min(len(cpus) if cpus else len(os.sched_getaffinity(0)), concurrency)
     elif isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= concurrency:
         raise ValueError(f"threads must be an int from 1 to concurrency ({concurrency}), not {threads!r}")
+    if isinstance(pipeline, bool) or not isinstance(pipeline, int) or not 1 <= pipeline <= lib.UK_PIPELINE_MAX:
+        raise ValueError(f"pipeline must be an int from 1 to {lib.UK_PIPELINE_MAX}, not {pipeline!r}")
+    if pipeline > 1 and (rate or not keepalive):
+        raise ValueError("pipeline > 1 needs keep-alive and a closed loop (rate=None)")
     _check_fd_limit(concurrency, threads)
     if duration is None:
         duration = REQUESTS_TIME_LIMIT if requests else DEFAULT_DURATION
@@ -202,13 +214,14 @@ def load(url: str, concurrency: int, duration: float | None = None, requests: in
         "address": keep[0], "port": port, "host_header": keep[1], "path": keep[2],
         "connections": concurrency, "threads": threads, "cpus": cpu_array, "n_cpus": len(cpus) if cpus else 0,
         "duration_s": duration, "requests": requests or 0, "rate": rate or 0.0, "keepalive": bool(keepalive),
+        "pipeline": pipeline,
         "timeout_ms": max(1, round(timeout * 1000)), "connect_timeout_ms": max(1, round(connect_timeout * 1000)),
         "ramp_window": RAMP_WINDOW, "spread_sources": SPREAD_SOURCES, "cancel": cancel,
     })
     out = ffi.new("struct uk_load_result *")
     _check(_run(cfg, out, cancel))
     return _result(out, url=url, concurrency=concurrency, keepalive=bool(keepalive), rate=rate,
-                   requests=requests, threads=threads, cpus=cpus)
+                   pipeline=pipeline, requests=requests, threads=threads, cpus=cpus)
 
 
 def _run(cfg, out, cancel) -> int:
@@ -250,8 +263,10 @@ def _result(out, **asked) -> LoadResult:
         p50_ms=ms(50), p90_ms=ms(90), p99_ms=ms(99), p999_ms=ms(99.9), max_ms=out.latency_max_us / 1000,
         mean_ms=out.latency_mean_us / 1000, non_2xx=out.non_2xx, connect_errors=out.connect_errors,
         timeouts=out.timeouts, connect_timeouts=out.connect_timeouts, read_errors=out.read_errors,
-        connects=out.connects, slow_connects=out.slow_connects, peak_connections=out.peak_connections,
-        unsent=out.unsent, in_flight=out.in_flight, unserved=out.unserved, bytes_read=out.bytes_read, connect_error=_errno_text(out.last_connect_errno),
-        read_error=_errno_text(out.last_read_errno, "EOF before the response was complete") if out.read_errors
-        else "",
+        connects=out.connects, slow_connects=out.slow_connects, connect_max_ms=out.connect_max_us / 1000,
+        peak_connections=out.peak_connections,
+        unsent=out.unsent, in_flight=out.in_flight, unserved=out.unserved, bytes_read=out.bytes_read,
+        connect_error=_errno_text(out.last_connect_errno),
+        read_error=(_errno_text(out.last_read_errno, "EOF before the response was complete") if out.read_errors
+                    else ""),
         loadgen_cpu_s=out.cpu_user_s + out.cpu_system_s, latency_histogram=histogram)
