@@ -8,7 +8,8 @@ import pytest
 import uringkit as uk
 
 PUBLIC_MODULES = ["uringkit", "uringkit.ring", "uringkit.env", "uringkit.blocking", "uringkit.processes",
-                  "uringkit.readiness", "uringkit.servers", "uringkit.bench", "uringkit.plots", "uringkit.widgets"]
+                  "uringkit.readiness", "uringkit.servers", "uringkit.bench", "uringkit.plots", "uringkit.widgets",
+                  "uringkit.load"]
 
 
 @pytest.mark.parametrize("modname", PUBLIC_MODULES)

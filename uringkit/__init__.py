@@ -8,6 +8,7 @@ from . import bench, blocking, env, plots, processes, readiness, ring, widgets
 from ._notebook import QUICK, quick, setup_notebook, show, show_source
 from .bench import GRID_2019, Record, Results, digitized_2019, reference, sweep
 from .env import environment_report
+from .load import LoadResult, load
 from .plots import alt_text, concurrency_chart, cost_chart, errors_chart, latency_chart
 from .ring import Ring
 from .servers import Server, serve
@@ -16,8 +17,8 @@ from .widgets import Explorer, explore, live_sweep
 __version__ = "0.1.0"
 
 __all__ = [
-    "GRID_2019", "QUICK", "Explorer", "Record", "Results", "Ring", "Server", "alt_text", "bench", "blocking",
+    "GRID_2019", "QUICK", "Explorer", "LoadResult", "Record", "Results", "Ring", "Server", "alt_text", "bench", "blocking",
     "concurrency_chart", "cost_chart", "digitized_2019", "env", "environment_report", "errors_chart", "explore",
-    "latency_chart", "live_sweep", "plots", "processes", "quick", "readiness", "reference", "ring", "serve",
+    "latency_chart", "live_sweep", "load", "plots", "processes", "quick", "readiness", "reference", "ring", "serve",
     "setup_notebook", "show", "show_source", "sweep", "widgets",
 ]
