@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = ["00-welcome.ipynb"]
+CHAPTERS = ["00-welcome.ipynb", "04-the-benchmark.ipynb"]
 
 
 @pytest.mark.timeout(600)

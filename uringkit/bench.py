@@ -181,6 +181,11 @@ class Results(Sequence):
         return Results(r for r in self._records
                        if all(matches(getattr(r, k), v) for k, v in criteria.items()))
 
+    def relabel(self, **fields) -> "Results":
+        """Copies of the records with ``fields`` replaced, e.g. ``reference().relabel(impl="ref")`` so a reference
+        run plots as its own curves beside a live run of the same servers."""
+        return Results(dataclasses.replace(r, **fields) for r in self._records)
+
     def median(self) -> "Results":
         """One record per point: the median of each metric over the repeats that succeeded.
 

@@ -26,8 +26,8 @@ MODEL_STYLE = {
     "threaded": ("#CC79A7", "^"), "prethreaded": ("#009E73", "o"), "select": ("#8C6D00", "P"),
     "poll": ("#000000", "X"), "epoll": ("#0072B2", "*"), "io_uring": ("#D55E00", "h"),
 }
-IMPL_LINE = {"c": "-", "py": ":", "2019": "--"}
-IMPL_NAME = {"c": "C", "py": "Python", "2019": "2019"}
+IMPL_LINE = {"c": "-", "py": ":", "2019": "--", "ref": "-."}
+IMPL_NAME = {"c": "C", "py": "Python", "2019": "2019", "ref": "C, reference run"}
 NOTE_2019 = "dashed: digitized from\nthe 2019 charts"
 # The three benchmark charts of the source text: (lowest, highest concurrency, log-log axes)
 RANGES = {"small": (1, 1000, False), "large": (1000, 15000, False), "all": (1, None, True)}

@@ -23,7 +23,7 @@ METRIC_CHOICES = (("requests/s", "rps"), ("median latency", "p50_ms"), ("p99 lat
                   ("context switches per request", "switches_per_request"))
 RANGE_CHOICES = (("up to 1,000", "small"), ("1,000 to 15,000", "large"), ("all (log-log)", "all"))
 SCALE_CHOICES = ("auto", "linear", "log")   # auto: each range's own axes, as in the book's three charts
-IMPL_NAMES = {"c": "C", "py": "Python"}
+IMPL_NAMES = {"c": "C", "py": "Python", "ref": "C, reference run"}
 
 
 @dataclasses.dataclass(frozen=True)
