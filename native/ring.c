@@ -51,6 +51,8 @@ struct uk_reaped *uk_ring_out(struct uk_ring *r) { return &r->out; }
 
 unsigned uk_cq_entries(struct uk_ring *r) { return r->ring.cq.ring_entries; }
 
+unsigned uk_defer_taskrun_flags(void) { return IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN; }
+
 /* A free SQE, handing the queued ones to the kernel first when the submission queue is full, so that a burst
  * larger than the ring is submitted in pieces rather than lost. With SQPOLL the poller thread, not our submit,
  * frees the slots, and the kernel's SQ_WAIT may wake before one is free: wait again until one is. NULL only if
@@ -264,9 +266,12 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
             ret = io_uring_wait_cqes(&r->ring, &cqe, wait_nr, tsp, NULL);
         if (ret < 0 && ret != -ETIME) /* -ETIME: the wait timed out; take what is there */
             return ret;
-    } else if (submit) {
-        ret = io_uring_submit(&r->ring);
-        if (ret < 0)
+    } else {
+        if (submit && (ret = io_uring_submit(&r->ring)) < 0)
+            return ret;
+        /* With DEFER_TASKRUN the kernel posts completions only while we are inside io_uring_enter: a look that
+         * did not enter would never see one. */
+        if (r->ring.flags & IORING_SETUP_DEFER_TASKRUN && (ret = io_uring_get_events(&r->ring)) < 0)
             return ret;
     }
     r->out.n = 0;

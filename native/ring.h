@@ -48,6 +48,11 @@ void uk_ring_free(struct uk_ring *r);
 struct io_uring *uk_ring_io(struct uk_ring *r);
 struct uk_reaped *uk_ring_out(struct uk_ring *r);
 unsigned uk_cq_entries(struct uk_ring *r);  /* the completion queue's size: no wait can ask for more at once */
+/* IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (the kernel wants both): a function, because the
+ * cdef may hold no macro this project defines by value. With DEFER_TASKRUN the kernel posts completions only
+ * while the ring's thread is inside io_uring_enter, batched, which makes each cheaper; so uk_reap enters the
+ * kernel even to look (io_uring_get_events) on such a ring. */
+unsigned uk_defer_taskrun_flags(void);
 struct io_uring_sqe *uk_get_sqe(struct uk_ring *r);
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags);
 /* One call per operation: take an SQE (submitting first if the queue is full), prepare it with liburing's

@@ -56,7 +56,7 @@ class UringServer:
         self.listener, self.stats, self.idle = listener, stats, config.idle_timeout
         self.respond = Site(config.docroot).respond
         self.spare = SpareFd(listener)
-        self.ring = Ring(self.ring_entries)
+        self.ring = Ring(self.ring_entries, defer_taskrun=True)  # we always wait in the kernel: see Ring
         self.conns: dict[int, UringConnection] = {}
         self.multishot = True
         self.now = time.monotonic()
