@@ -75,6 +75,25 @@ struct io_uring_sqe *uk_get_sqe(struct uk_ring *r)
     return sqe;
 }
 
+/* Room for n SQEs in a row, submitting the queued ones first if need be (as uk_get_sqe does for one): a linked
+ * chain must be queued whole, because a submit between its SQEs would end the chain there. */
+static int make_room(struct uk_ring *r, unsigned n)
+{
+    while (io_uring_sq_space_left(&r->ring) < n) {
+        int ret = io_uring_submit(&r->ring);
+        if (ret < 0)
+            return ret;
+        if (r->ring.flags & IORING_SETUP_SQPOLL) {
+            ret = io_uring_sqring_wait(&r->ring);
+            if (ret < 0 && ret != -EINTR)
+                return ret;
+        } else if (ret == 0) {
+            return -EBUSY;
+        }
+    }
+    return 0;
+}
+
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags)
 {
     io_uring_sqe_set_data64(sqe, user_data);
@@ -143,6 +162,24 @@ int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int canc
 int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask)
 { PREP(io_uring_prep_poll_add(sqe, fd, mask)); }
 
+int64_t uk_prep_send_recv(struct uk_ring *r, int fd, const void *sbuf, size_t slen, void *rbuf, size_t rlen)
+{
+    struct io_uring_sqe *send, *recv;
+    uint64_t token;
+    if (!r)
+        return -EBADFD;
+    if (make_room(r, 2) < 0)
+        return -EBUSY;
+    send = io_uring_get_sqe(&r->ring);
+    recv = io_uring_get_sqe(&r->ring);
+    io_uring_prep_send(send, fd, sbuf, slen, MSG_WAITALL);
+    io_uring_prep_recv(recv, fd, rbuf, rlen, 0);
+    token = ++r->last_token;
+    uk_sqe_finish(send, token | UK_SKIP_BIT | UK_TURN_SEND_BIT, IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS);
+    uk_sqe_finish(recv, token, 0);
+    return (int64_t)token;
+}
+
 static void settle_batch_cqe(struct uk_ring *r, const struct io_uring_cqe *cqe)
 {
     unsigned slot = (unsigned)(cqe->user_data >> 32) & 0xffff;
@@ -172,8 +209,13 @@ static void reap_ready(struct uk_ring *r)
             unsigned k = r->out.n;
             if (k == UK_REAP_MAX)
                 break;
-            r->out.user_data[k] = cqe->user_data;
-            r->out.res[k] = cqe->res;
+            if (cqe->user_data & UK_TURN_SEND_BIT) { /* a failed send of a send_recv turn: the turn's result */
+                r->out.user_data[k] = cqe->user_data & ~(UK_TURN_SEND_BIT | UK_SKIP_BIT);
+                r->out.res[k] = cqe->res < 0 ? cqe->res : -ECONNRESET; /* >= 0: cut short after a part */
+            } else {
+                r->out.user_data[k] = cqe->user_data;
+                r->out.res[k] = cqe->res;
+            }
             r->out.flags[k] = cqe->flags;
             r->out.n = k + 1;
         }

@@ -1,13 +1,16 @@
-"""The Ring options and paths the io_uring server's hot loop uses: DEFER_TASKRUN."""
+"""The Ring options and paths the io_uring server's hot loop uses: DEFER_TASKRUN, send_recv."""
 
+import errno
+import gc
 import socket
 import threading
 import time
+import weakref
 
 import pytest
 
-from ringhelpers import WAIT, drain, require_io_uring
-from uringkit.ring import Ring
+from ringhelpers import WAIT, Buf, drain, require_io_uring
+from uringkit.ring import SKIP_BIT, TURN_SEND_BIT, Ring, RingClosedError
 
 
 @pytest.fixture
@@ -77,3 +80,124 @@ def test_another_thread_may_not_submit_on_a_deferred_ring(deferred):
     t.start()
     t.join()
     assert errors == [17]  # EEXIST
+
+
+# --- send_recv: a linked send (skipped on success) and recv, one call into C, one completion -----------------
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    with a, b:
+        yield a, b
+
+
+def test_send_recv_posts_one_completion_for_a_good_turn(ring, pair):
+    a, b = pair
+    buf = Buf(64)
+    ref = weakref.ref(buf)
+    send_token, recv_token = ring.send_recv(a.fileno(), Buf(b"response"), buf, user_data="turn")
+    assert send_token == recv_token | SKIP_BIT | TURN_SEND_BIT
+    ring.submit()
+    assert b.recv(64) == b"response"  # the send went first
+    b.send(b"next request")
+    (c,) = drain(ring, 1)
+    assert (c.user_data, c.res, c.token) == ("turn", 12, recv_token)
+    del buf
+    gc.collect()
+    assert ref() is None  # released once its completion was reaped
+    assert ring.in_flight == 0 and ring.wait_completions(0, timeout=0.05) == []  # no completion of the send
+
+
+def test_send_recv_keeps_both_buffers_alive_until_the_recv_completes(ring, pair):
+    a, b = pair
+    data, buf = Buf(b"abc"), Buf(8)
+    refs = weakref.ref(data), weakref.ref(buf)
+    ring.send_recv(a.fileno(), data, buf, user_data="turn")
+    del data, buf
+    gc.collect()
+    assert all(r() is not None for r in refs)
+    ring.submit()
+    assert b.recv(8) == b"abc"
+    b.send(b"z")
+    drain(ring, 1)
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_send_recv_sends_everything_before_the_recv_starts(ring, pair):
+    """A send larger than the socket buffers is finished by the kernel (MSG_WAITALL), not cut short."""
+    a, b = pair
+    data = bytes(range(256)) * 4096  # 1 MiB
+    buf = bytearray(16)
+    ring.send_recv(a.fileno(), data, buf, user_data="turn")
+    ring.submit()
+    got = bytearray()
+    b.settimeout(WAIT)
+    while len(got) < len(data):
+        assert ring.completions_nowait() == []  # the recv has not even started
+        got += b.recv(1 << 16)
+    assert got == data
+    b.send(b"ok")
+    (c,) = drain(ring, 1)
+    assert (c.res, bytes(buf[:2])) == (2, b"ok")
+
+
+def test_send_recv_whose_send_fails_completes_once_with_the_send_error(ring, pair):
+    a, b = pair
+    b.close()  # the send meets EPIPE (Python ignores SIGPIPE)
+    buf = Buf(8)
+    ref = weakref.ref(buf)
+    _, token = ring.send_recv(a.fileno(), b"response", buf, user_data="turn")
+    (c,) = drain(ring, 1)
+    assert (c.user_data, c.res, c.token) == ("turn", -errno.EPIPE, token)
+    assert ring.wait_completions(0, timeout=0.05) == []  # no second completion (of the cancelled recv)
+    assert ring.in_flight == 0
+    del buf
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize("stage", ["send", "recv"])
+def test_cancelling_both_tokens_ends_a_turn_at_either_stage(ring, pair, stage):
+    a, b = pair
+    data = bytes(1 << 22) if stage == "send" else b"x"  # 4 MiB: the send parks until the peer reads
+    tokens = ring.send_recv(a.fileno(), data, bytearray(8), user_data="turn")
+    ring.submit()
+    if stage == "recv":
+        assert b.recv(8) == b"x"
+    time.sleep(0.05)
+    for token in tokens:
+        ring.cancel(token, user_data="cancel")
+    got = drain(ring, 3)
+    turn = [c for c in got if c.user_data == "turn"]
+    # a send cancelled after sending a part reports -ECONNRESET: the stream is broken mid-message
+    assert [c.res for c in turn] == [-errno.ECONNRESET if stage == "send" else -errno.ECANCELED]
+    assert sorted(c.res for c in got if c.user_data == "cancel") == [-errno.ENOENT, 0]
+
+
+def test_send_recv_queues_its_pair_whole_when_the_queue_is_nearly_full(caps, pair):
+    """With one free SQE the pair cannot fit: the queued entries are submitted first, so the link holds."""
+    require_io_uring(caps)
+    a, b = pair
+    with Ring(2) as ring:
+        ring.nop(user_data="nop")  # one of two slots taken
+        buf = bytearray(8)
+        ring.send_recv(a.fileno(), b"resp", buf, user_data="turn")
+        ring.submit()
+        assert b.recv(8) == b"resp"
+        b.send(b"q")
+        got = drain(ring, 2)
+        assert sorted((str(c.user_data), c.res) for c in got) == [("nop", 0), ("turn", 1)]
+
+
+def test_send_recv_on_a_closed_ring_is_an_error(caps, pair):
+    require_io_uring(caps)
+    ring = Ring(4)
+    ring.close()
+    with pytest.raises(RingClosedError):
+        ring.send_recv(pair[0].fileno(), b"x", bytearray(1))
+
+
+def test_send_recv_refuses_a_read_only_receive_buffer(ring, pair):
+    with pytest.raises(BufferError):
+        ring.send_recv(pair[0].fileno(), b"x", b"read-only")
+    assert ring.in_flight == 0

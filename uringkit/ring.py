@@ -17,12 +17,12 @@ user_data codec (``native/ring.h`` owns it: C hands out the tokens)::
     +--+--+-----------+----------------+--------------------------------+
     | 1| 0| reserved  |   batch slot   |        index within batch      |   batch operation
     +--+--+-----------+----------------+--------------------------------+
-    | 0| S|                     token (62 bits)                         |   single operation
-    +--+--+-------------------------------------------------------------+
+    | 0| S| T|                  token (61 bits)                         |   single operation
+    +--+--+--+----------------------------------------------------------+
 
 Tokens count up from 1 and are never reused within a ring, so a late completion cannot be mistaken for a newer
 operation. S is set when the operation carries ``SqeFlags.CQE_SKIP_SUCCESS``: it completes silently if it
-succeeds. Try it::
+succeeds. T marks the send half of a ``send_recv`` turn (its failure is reported under the turn's token). Try it::
 
     with Ring() as ring:
         ring.nop(user_data="hello")
@@ -44,7 +44,7 @@ from ._native import ffi, lib
 from ._native.lib import (  # imported by name: a module global costs a quarter of lib.name, on every operation
     uk_prep_accept, uk_prep_batch, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
     uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
-    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
+    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_send_recv, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
     uk_prep_writev, uk_reap, uk_reap_one,
 )
 from ._ring_types import (
@@ -59,6 +59,7 @@ __all__ = [
 
 BATCH_BIT = 1 << 63       # == UK_BATCH_BIT: a batch operation (C settles those itself)
 SKIP_BIT = 1 << 62        # == UK_SKIP_BIT: the operation posts no completion if it succeeds
+TURN_SEND_BIT = 1 << 61   # == UK_TURN_SEND_BIT: the send half of a send_recv turn
 U64 = (1 << 64) - 1       # offset -1 means 'the file position', as (u64)-1 in the SQE
 MAX_BATCHES = 1024        # == UK_MAX_BATCHES in native/ring.h: batches in flight at once
 FOREVER = -1              # uk_reap's timeout_ns for 'no timeout'
@@ -359,6 +360,25 @@ class Ring:
             self._refuse(token)
         self._inflight[token] = (user_data, cbuf)
         return token
+
+    def send_recv(self, fd: int, data, buf, *, user_data=None) -> tuple[int, int]:
+        """A request/response turn on a stream socket: send all of ``data``, then - once it is sent - recv(2) into
+        ``buf``, as two linked SQEs prepared in one call into C. A turn that goes well posts one completion, the
+        recv's (``res`` bytes received, 0 if the peer closed), because the send carries ``CQE_SKIP_SUCCESS``; the
+        send uses ``MSG_WAITALL``, so it sends everything or fails, and if it fails the turn completes (once)
+        with the send's ``-errno`` and the recv never starts. Returns ``(send_token, token)``: completions carry
+        ``token``; cancel both to end the turn, whichever half is under way (chapter 08: links and
+        CQE_SKIP_SUCCESS; native/ring.h says how the failure is reported).
+
+        Both buffers stay alive until the turn's completion is reaped: by then the send, which comes first in the
+        chain, has finished, and the recv has finished or will never start."""
+        sbuf = ffi.from_buffer(data)
+        rbuf = writable_buffer(buf)
+        token = uk_prep_send_recv(self._r, fd, sbuf, len(sbuf), rbuf, len(rbuf))
+        if token < 0:
+            self._refuse(token)
+        self._inflight[token] = (user_data, (sbuf, rbuf))
+        return token | SKIP_BIT | TURN_SEND_BIT, token
 
     def timeout(self, seconds: float, *, count: int = 0, user_data=None, flags: int = 0) -> int:
         """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``;

@@ -110,7 +110,7 @@ class UringServer:
         conn.token = self.ring.recv(conn.fd, conn.rbuf, user_data=conn.on_recv)
 
     def on_recv(self, conn: UringConnection, res: int, flags: int) -> None:
-        if res <= 0:   # 0: the peer closed; -ECANCELED: the idle sweep; -ECONNRESET...: the peer is gone
+        if res <= 0:   # 0: the peer closed; -ECANCELED: the idle sweep or a failed send; -ECONNRESET: gone
             return self.close(conn)
         data = conn.rview[:res].tobytes()  # a copy: rbuf is reused by the next recv
         conn.buf = conn.buf + data if conn.buf else data
@@ -131,6 +131,12 @@ class UringServer:
                     conn.fbuf = bytearray(self.file_chunk)
                 conn.token = self.ring.read(item.fd, conn.fbuf, item.offset, nbytes=item.remaining,
                                             user_data=conn.on_file_read)
+            elif len(out) == 1 and not conn.closing and conn.delayed is None:
+                # the last answer, and after it the next request: one linked send+recv, one completion (on_recv)
+                del out[0]
+                self.counts[0] += conn.answered
+                conn.answered = 0
+                conn.token = self.ring.send_recv(conn.fd, item, conn.rbuf, user_data=conn.on_recv)
             else:
                 conn.token = self.ring.send(conn.fd, item, user_data=conn.on_send)
             return
@@ -183,7 +189,8 @@ class UringServer:
             if conn.deadline <= self.now:
                 conn.deadline = math.inf  # cancel once
                 self.stats.add("timeouts", 1)
-                self.ring.cancel(conn.token, user_data=_ignore)
+                for token in conn.token if conn.token.__class__ is tuple else (conn.token,):
+                    self.ring.cancel(token, user_data=_ignore)  # a send_recv turn: its send or its recv
         self.ring.timeout(self.sweep_interval, user_data=self.on_sweep)
 
     def close(self, conn: UringConnection) -> None:
