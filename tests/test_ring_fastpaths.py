@@ -1,7 +1,8 @@
-"""The Ring options and paths the io_uring server's hot loop uses: DEFER_TASKRUN, send_recv."""
+"""The Ring options and paths the io_uring server's hot loop uses: DEFER_TASKRUN, send_recv, dispatch."""
 
 import errno
 import gc
+import os
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from ringhelpers import WAIT, Buf, drain, require_io_uring
 from uringkit.ring import SKIP_BIT, TURN_SEND_BIT, Ring, RingClosedError
+from uringkit._ring_types import F_MORE
 
 
 @pytest.fixture
@@ -201,3 +203,85 @@ def test_send_recv_refuses_a_read_only_receive_buffer(ring, pair):
     with pytest.raises(BufferError):
         ring.send_recv(pair[0].fileno(), b"x", b"read-only")
     assert ring.in_flight == 0
+
+
+# --- dispatch: call user_data(res, flags) for each completion, no Completion tuples ------------------------------
+def test_dispatch_calls_each_user_data_in_order_after_before(ring):
+    calls = []
+    for i in range(3):
+        ring.nop(user_data=lambda res, flags, i=i: calls.append((i, res, flags)))
+    assert ring.dispatch(lambda: calls.append("before")) == 3
+    assert calls == ["before", (0, 0, 0), (1, 0, 0), (2, 0, 0)]
+    assert ring.in_flight == 0
+
+
+def test_dispatch_keeps_a_multishot_registered_until_its_last_completion(ring):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        fds = []
+        ring.accept(listener.fileno(), multishot=True, user_data=lambda res, flags: fds.append((res, flags)))
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + WAIT
+            while len(fds) < 2 and time.monotonic() < deadline:
+                ring.dispatch()
+            assert len(fds) == 2 and all(res >= 0 and flags & F_MORE for res, flags in fds)
+            assert ring.in_flight == 1  # still accepting
+        finally:
+            for res, _ in fds:
+                os.close(res)
+            for c in clients:
+                c.close()
+
+
+def test_dispatch_loses_nothing_when_a_callback_raises(ring):
+    calls = []
+
+    def boom(res, flags):
+        raise RuntimeError("callback failed")
+
+    ring.nop(user_data=lambda res, flags: calls.append(1))
+    ring.nop(user_data=boom)
+    ring.nop(user_data=lambda res, flags: calls.append(3))
+    ring.nop(user_data=lambda res, flags: calls.append(4))
+    with pytest.raises(RuntimeError, match="callback failed"):
+        ring.dispatch()
+    assert calls == [1]
+    assert ring.dispatch() == 2  # the two after the failing one, without waiting for anything new
+    assert calls == [1, 3, 4]
+    assert ring.in_flight == 0 and ring.wait_completions(0, timeout=0.05) == []  # and nothing twice
+
+
+def test_dispatch_survives_a_callback_that_reaps(ring):
+    """A callback that reaps overwrites the ring's output arrays; dispatch works from its own copy."""
+    calls, later = [], []
+
+    def reaping(res, flags):
+        calls.append("a")
+        ring.nop(user_data="c1")
+        ring.nop(user_data="c2")
+        ring.submit()
+        later.extend(ring.completions_nowait())  # two completions: written over slots 0 and 1 of the output
+
+    ring.nop(user_data=reaping)
+    ring.nop(user_data=lambda res, flags: calls.append("b"))
+    assert ring.dispatch() == 2
+    assert calls == ["a", "b"]
+    assert [c.user_data for c in later] == ["c1", "c2"]
+    assert ring.in_flight == 0
+
+
+def test_dispatch_hands_out_completions_another_method_reaped_first(ring):
+    calls = []
+    ring.nop(user_data=lambda res, flags: calls.append("nop"))
+    ring.nop_batch(2, wait=True)  # reaps the nop's completion too, into the ready queue
+    assert ring.dispatch() == 1 and calls == ["nop"]
+
+
+def test_dispatch_on_a_closed_ring_is_an_error(caps):
+    require_io_uring(caps)
+    ring = Ring(4)
+    ring.close()
+    with pytest.raises(RingClosedError):
+        ring.dispatch()
