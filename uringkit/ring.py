@@ -9,7 +9,9 @@ so ``del buf; gc.collect()`` while a read is in flight is safe.
 
 The per-batch fast paths (``nop_batch``, ``read_batch``, ``write_batch``) prepare many SQEs in one call into C
 and deliver their results straight into a ``Batch``; Python then pays per batch, not per operation (see
-``benchmarks/ring.py`` for what that buys).
+``benchmarks/ring.py`` for what that buys). A request/response server has two more: ``send_recv`` prepares a
+whole turn (send the answer, then receive the next request) in one call with one completion, and ``dispatch``
+calls each completion's callable ``user_data`` without building ``Completion`` tuples (chapter 08's server).
 
 user_data codec (``native/ring.h`` owns it: C hands out the tokens)::
 
