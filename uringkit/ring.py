@@ -46,8 +46,8 @@ from ._native import ffi, lib
 from ._native.lib import (  # imported by name: a module global costs a quarter of lib.name, on every operation
     uk_prep_accept, uk_prep_batch, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
     uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
-    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_send_recv, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
-    uk_prep_writev, uk_reap, uk_reap_one,
+    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_send_recv, uk_prep_statx, uk_prep_timeout, uk_prep_write,
+    uk_prep_write_fixed, uk_prep_writev, uk_reap, uk_reap_one,
 )
 from ._ring_types import (
     F_MORE, Batch, Completion, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
@@ -565,8 +565,9 @@ class Ring:
         reaped earlier by another method go first, without waiting.
 
         Per completion it skips what ``wait_completions`` builds for its caller (a ``Completion`` tuple, a queue
-        entry, a list slot): about a third of the cost of handing a completion to Python. If a callback raises,
-        the completions after it stay queued for the next call, so none is lost."""
+        entry, a list slot): in the io_uring server that was about an eighth of its Python time per request
+        (wrk, 100 connections). If a callback raises, the completions after it stay queued for the next call, so
+        none is lost."""
         ready = self._ready
         if ready:
             if before is not None:

@@ -12,6 +12,11 @@ connection until it ends (its last completion lacks IORING_CQE_F_MORE; an older 
 fall back to one accept per connection); recv and send on a socket that is not ready are parked inside the
 kernel and completed when it is, so the loop never sees EAGAIN; a read of a page-cached file completes inline;
 a timeout completes with -ETIME when it fires; a cancelled operation completes with -ECANCELED.
+
+The usual turn of a keep-alive connection - send the answer, then receive the next request - is one
+``Ring.send_recv``: a send (MSG_WAITALL: the kernel finishes a short send itself) linked to the recv, the send
+flagged CQE_SKIP_SUCCESS, so a request costs one call into C and one completion. The ring is created with
+``defer_taskrun``: the kernel finishes completions in one go when the loop enters it to wait, which it always does.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ class UringConnection(Connection):
 
 class UringServer:
     """The state machine of ``_eventloop.Connection`` driven by completions: each connection has exactly one
-    operation in flight (recv, send, file read or delay timer), so its fd is closed only from a completion."""
+    operation in flight (recv, send, send_recv turn, file read or delay timer), so its fd is closed only from a
+    completion (a turn completes once: with the recv's result, or with the send's error)."""
 
     ring_entries = 4096       # submission queue slots: a burst of accepts and answers submitted in one call
     recv_size = 8192          # per-connection receive buffer: 15,000 clients x 8 KiB = 120 MiB; requests are small
@@ -112,7 +118,7 @@ class UringServer:
         conn.token = self.ring.recv(conn.fd, conn.rbuf, user_data=conn.on_recv)
 
     def on_recv(self, conn: UringConnection, res: int, flags: int) -> None:
-        if res <= 0:   # 0: the peer closed; -ECANCELED: the idle sweep or a failed send; -ECONNRESET: gone
+        if res <= 0:   # 0: the peer closed; -ECANCELED: the idle sweep; -EPIPE, -ECONNRESET...: the peer is gone
             return self.close(conn)
         data = conn.rview[:res].tobytes()  # a copy: rbuf is reused by the next recv
         if not conn.buf and conn.delayed is None:
