@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 from ringhelpers import WAIT, Buf, drain, require_io_uring
-from uringkit.ring import SKIP_BIT, TURN_SEND_BIT, Ring, RingClosedError
+from uringkit.ring import SKIP_BIT, TURN_SEND_BIT, PreparedBuffer, Ring, RingClosedError
 from uringkit._ring_types import F_MORE
 
 
@@ -285,3 +285,43 @@ def test_dispatch_on_a_closed_ring_is_an_error(caps):
     ring.close()
     with pytest.raises(RingClosedError):
         ring.dispatch()
+
+
+# --- PreparedBuffer: converted for C once, passed to send_recv many times -----------------------------------------
+def test_send_recv_takes_prepared_buffers_for_both_sides(ring, pair):
+    a, b = pair
+    rbuf = bytearray(16)
+    answer, into = PreparedBuffer(b"answer"), PreparedBuffer(rbuf, writable=True)
+    for request in (b"one", b"three"):
+        ring.send_recv(a.fileno(), answer, into, user_data="turn")
+        ring.submit()
+        assert b.recv(16) == b"answer"
+        b.send(request)
+        (c,) = drain(ring, 1)
+        assert bytes(rbuf[:c.res]) == request
+
+
+def test_a_read_only_prepared_buffer_cannot_receive(ring, pair):
+    with pytest.raises(ValueError, match="writable"):
+        ring.send_recv(pair[0].fileno(), b"x", PreparedBuffer(bytearray(4)))
+    with pytest.raises(BufferError):
+        PreparedBuffer(b"read-only", writable=True)
+    assert ring.in_flight == 0
+
+
+def test_a_prepared_buffer_stays_alive_while_its_turn_is_in_flight(ring, pair):
+    a, b = pair
+    obj = Buf(8)
+    ref = weakref.ref(obj)
+    prepared = PreparedBuffer(obj, writable=True)
+    assert len(prepared) == 8
+    ring.send_recv(a.fileno(), b"x", prepared, user_data="turn")
+    del obj, prepared
+    gc.collect()
+    assert ref() is not None  # the ring holds the prepared buffer, which holds obj
+    ring.submit()
+    assert b.recv(8) == b"x"
+    b.send(b"y")
+    drain(ring, 1)
+    gc.collect()
+    assert ref() is None

@@ -50,12 +50,12 @@ from ._native.lib import (  # imported by name: a module global costs a quarter 
     uk_prep_write_fixed, uk_prep_writev, uk_reap, uk_reap_one,
 )
 from ._ring_types import (
-    F_MORE, Batch, Completion, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
+    F_MORE, Batch, Completion, PreparedBuffer, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
     offsets_array, sockaddr, timespec, writable_buffer,
 )
 
 __all__ = [
-    "Batch", "Completion", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
+    "Batch", "Completion", "PreparedBuffer", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
     "check", "probe", "supports",
 ]
 
@@ -370,12 +370,18 @@ class Ring:
         send uses ``MSG_WAITALL``, so it sends everything or fails, and if it fails the turn completes (once)
         with the send's ``-errno`` and the recv never starts. Returns ``(send_token, token)``: completions carry
         ``token``; cancel both to end the turn, whichever half is under way (chapter 08: links and
-        CQE_SKIP_SUCCESS; native/ring.h says how the failure is reported).
+        CQE_SKIP_SUCCESS; native/ring.h says how the failure is reported). Either buffer may be a
+        ``PreparedBuffer``, which skips converting it on each call.
 
         Both buffers stay alive until the turn's completion is reaped: by then the send, which comes first in the
         chain, has finished, and the recv has finished or will never start."""
-        sbuf = _from_buffer(data)
-        rbuf = _from_buffer("char[]", buf, True)  # writable_buffer(buf), inlined: the server's hot path
+        sbuf = data.cdata if data.__class__ is PreparedBuffer else _from_buffer(data)
+        if buf.__class__ is PreparedBuffer:
+            if not buf.writable:
+                raise ValueError("send_recv receives into buf: prepare it with writable=True")
+            rbuf = buf.cdata
+        else:
+            rbuf = _from_buffer("char[]", buf, True)  # writable_buffer(buf), inlined: the server's hot path
         token = uk_prep_send_recv(self._r, fd, sbuf, len(sbuf), rbuf, len(rbuf))
         if token < 0:
             self._refuse(token)

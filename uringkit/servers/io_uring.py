@@ -30,7 +30,7 @@ import time
 
 from .._native import lib
 from ..http import Site
-from ..ring import Ring
+from ..ring import PreparedBuffer, Ring
 from ._base import LIMIT_ERRORS, SpareFd, prepare_listener
 from ._config import ServerConfig, SharedStats
 from ._eventloop import Connection, FileSend
@@ -43,7 +43,7 @@ class UringConnection(Connection):
     """A ``Connection`` plus the buffers the kernel writes into and one bound callback per kind of operation
     (the completion's ``user_data``: dispatching a completion is calling it)."""
 
-    __slots__ = ("rbuf", "rview", "fbuf", "on_recv", "on_send", "on_file_read", "on_delay")
+    __slots__ = ("rbuf", "rview", "rprep", "fbuf", "on_recv", "on_send", "on_file_read", "on_delay")
 
 
 class UringServer:
@@ -96,6 +96,7 @@ class UringServer:
             self.conns[res] = conn = UringConnection(None, res, self.now + self.idle)
             conn.rbuf = bytearray(self.recv_size)
             conn.rview = memoryview(conn.rbuf)
+            conn.rprep = PreparedBuffer(conn.rbuf, writable=True)  # converted for C once, not per request
             conn.fbuf = None
             # partial objects are called in C: no extra Python frame per completion
             conn.on_recv = functools.partial(self.on_recv, conn)
@@ -128,7 +129,7 @@ class UringServer:
             if hit is not None and not hit[0].close:
                 self.counts[0] += 1
                 conn.deadline = self.now + self.idle
-                conn.token = self.ring.send_recv(conn.fd, hit[0].data, conn.rbuf, user_data=conn.on_recv)
+                conn.token = self.ring.send_recv(conn.fd, hit[0].data, conn.rprep, user_data=conn.on_recv)
                 return
         conn.buf = conn.buf + data if conn.buf else data
         if conn.delayed is None:
@@ -153,7 +154,7 @@ class UringServer:
                 del out[0]
                 self.counts[0] += conn.answered
                 conn.answered = 0
-                conn.token = self.ring.send_recv(conn.fd, item, conn.rbuf, user_data=conn.on_recv)
+                conn.token = self.ring.send_recv(conn.fd, item, conn.rprep, user_data=conn.on_recv)
             else:
                 conn.token = self.ring.send(conn.fd, item, user_data=conn.on_send)
             return
