@@ -81,7 +81,7 @@ def test_another_thread_may_not_submit_on_a_deferred_ring(deferred):
     t = threading.Thread(target=other)
     t.start()
     t.join()
-    assert errors == [17]  # EEXIST
+    assert errors == [errno.EEXIST]
 
 
 # --- send_recv: a linked send (skipped on success) and recv, one call into C, one completion -----------------
