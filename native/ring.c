@@ -51,6 +51,8 @@ struct uk_reaped *uk_ring_out(struct uk_ring *r) { return &r->out; }
 
 unsigned uk_cq_entries(struct uk_ring *r) { return r->ring.cq.ring_entries; }
 
+unsigned uk_defer_taskrun_flags(void) { return IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN; }
+
 /* A free SQE, handing the queued ones to the kernel first when the submission queue is full, so that a burst
  * larger than the ring is submitted in pieces rather than lost. With SQPOLL the poller thread, not our submit,
  * frees the slots, and the kernel's SQ_WAIT may wake before one is free: wait again until one is. NULL only if
@@ -71,6 +73,25 @@ struct io_uring_sqe *uk_get_sqe(struct uk_ring *r)
         }
     }
     return sqe;
+}
+
+/* Room for n SQEs in a row, submitting the queued ones first if need be (as uk_get_sqe does for one): a linked
+ * chain must be queued whole, because a submit between its SQEs would end the chain there. */
+static int make_room(struct uk_ring *r, unsigned n)
+{
+    while (io_uring_sq_space_left(&r->ring) < n) {
+        int ret = io_uring_submit(&r->ring);
+        if (ret < 0)
+            return ret;
+        if (r->ring.flags & IORING_SETUP_SQPOLL) {
+            ret = io_uring_sqring_wait(&r->ring);
+            if (ret < 0 && ret != -EINTR)
+                return ret;
+        } else if (ret == 0) {
+            return -EBUSY;
+        }
+    }
+    return 0;
 }
 
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags)
@@ -141,6 +162,24 @@ int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int canc
 int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask)
 { PREP(io_uring_prep_poll_add(sqe, fd, mask)); }
 
+int64_t uk_prep_send_recv(struct uk_ring *r, int fd, const void *sbuf, size_t slen, void *rbuf, size_t rlen)
+{
+    struct io_uring_sqe *send, *recv;
+    uint64_t token;
+    if (!r)
+        return -EBADFD;
+    if (make_room(r, 2) < 0)
+        return -EBUSY;
+    send = io_uring_get_sqe(&r->ring);
+    recv = io_uring_get_sqe(&r->ring);
+    io_uring_prep_send(send, fd, sbuf, slen, MSG_WAITALL);
+    io_uring_prep_recv(recv, fd, rbuf, rlen, 0);
+    token = ++r->last_token;
+    uk_sqe_finish(send, token | UK_SKIP_BIT | UK_TURN_SEND_BIT, IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS);
+    uk_sqe_finish(recv, token, 0);
+    return (int64_t)token;
+}
+
 static void settle_batch_cqe(struct uk_ring *r, const struct io_uring_cqe *cqe)
 {
     unsigned slot = (unsigned)(cqe->user_data >> 32) & 0xffff;
@@ -170,8 +209,13 @@ static void reap_ready(struct uk_ring *r)
             unsigned k = r->out.n;
             if (k == UK_REAP_MAX)
                 break;
-            r->out.user_data[k] = cqe->user_data;
-            r->out.res[k] = cqe->res;
+            if (cqe->user_data & UK_TURN_SEND_BIT) { /* a failed send of a send_recv turn: the turn's result */
+                r->out.user_data[k] = cqe->user_data & ~(UK_TURN_SEND_BIT | UK_SKIP_BIT);
+                r->out.res[k] = cqe->res < 0 ? cqe->res : -ECONNRESET; /* >= 0: cut short after a part */
+            } else {
+                r->out.user_data[k] = cqe->user_data;
+                r->out.res[k] = cqe->res;
+            }
             r->out.flags[k] = cqe->flags;
             r->out.n = k + 1;
         }
@@ -264,9 +308,12 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
             ret = io_uring_wait_cqes(&r->ring, &cqe, wait_nr, tsp, NULL);
         if (ret < 0 && ret != -ETIME) /* -ETIME: the wait timed out; take what is there */
             return ret;
-    } else if (submit) {
-        ret = io_uring_submit(&r->ring);
-        if (ret < 0)
+    } else {
+        if (submit && (ret = io_uring_submit(&r->ring)) < 0)
+            return ret;
+        /* With DEFER_TASKRUN the kernel posts completions only while we are inside io_uring_enter: a look that
+         * did not enter would never see one. */
+        if (r->ring.flags & IORING_SETUP_DEFER_TASKRUN && (ret = io_uring_get_events(&r->ring)) < 0)
             return ret;
     }
     r->out.n = 0;

@@ -3,6 +3,8 @@
  * Python pays roughly 0.1-0.2 us per call into C, so a loop that prepares one SQE and reaps one CQE per Python
  * call spends more time in the interpreter than in the kernel. These helpers move the two hot loops into C:
  * preparing many reads/writes/NOPs at once (uk_prep_batch) and reaping every ready completion at once (uk_reap).
+ * A request/response server gets one more: uk_prep_send_recv prepares a whole turn (two linked SQEs, one
+ * completion when it goes well), halving both the calls into C and the completions Python handles per request.
  *
  * user_data layout (the codec; uringkit/ring.py mirrors it):
  *
@@ -10,12 +12,14 @@
  *  +--+--+-----------+----------------+--------------------------------+
  *  | 1| 0| reserved  |   batch slot   |        index within batch      |   batch operation
  *  +--+--+-----------+----------------+--------------------------------+
- *  | 0| S|                     token (62 bits)                         |   single operation
- *  +--+--+-------------------------------------------------------------+
+ *  | 0| S| T|                  token (61 bits)                         |   single operation
+ *  +--+--+--+----------------------------------------------------------+
  *
  * Single-op tokens are handed out here, counting up from 1, never reused within a ring. S (UK_SKIP_BIT) is set
  * when the SQE carries IOSQE_CQE_SKIP_SUCCESS: such an operation posts no completion if it succeeds, so Python
  * must not wait for one (close() would otherwise stall) and cannot tell when its buffers are free.
+ * T (UK_TURN_SEND_BIT) marks the send half of a uk_prep_send_recv turn; it shares its token with the turn's recv,
+ * and reap_ready reports its completion (posted only if the send fails) under that token.
  * All ones (LIBURING_UDATA_TIMEOUT) is liburing's own internal timeout on kernels without EXT_ARG: skipped.
  */
 #ifndef URINGKIT_RING_H
@@ -26,6 +30,7 @@
 
 #define UK_BATCH_BIT (1ULL << 63)
 #define UK_SKIP_BIT (1ULL << 62)
+#define UK_TURN_SEND_BIT (1ULL << 61)
 #define UK_MAX_BATCHES 1024  /* batches in flight at once; each costs 16 bytes here */
 #define UK_REAP_MAX 1024     /* single-op completions returned by one uk_reap call */
 
@@ -48,6 +53,11 @@ void uk_ring_free(struct uk_ring *r);
 struct io_uring *uk_ring_io(struct uk_ring *r);
 struct uk_reaped *uk_ring_out(struct uk_ring *r);
 unsigned uk_cq_entries(struct uk_ring *r);  /* the completion queue's size: no wait can ask for more at once */
+/* IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (the kernel wants both): a function, because the
+ * cdef may hold no macro this project defines by value. With DEFER_TASKRUN the kernel posts completions only
+ * while the ring's thread is inside io_uring_enter, batched, which makes each cheaper; so uk_reap enters the
+ * kernel even to look (io_uring_get_events) on such a ring. */
+unsigned uk_defer_taskrun_flags(void);
 struct io_uring_sqe *uk_get_sqe(struct uk_ring *r);
 void uk_sqe_finish(struct io_uring_sqe *sqe, uint64_t user_data, unsigned sqe_flags);
 /* One call per operation: take an SQE (submitting first if the queue is full), prepare it with liburing's
@@ -76,6 +86,17 @@ int64_t uk_prep_timeout(struct uk_ring *r, unsigned fl, struct __kernel_timespec
 int64_t uk_prep_link_timeout(struct uk_ring *r, unsigned fl, struct __kernel_timespec *ts);
 int64_t uk_prep_cancel(struct uk_ring *r, unsigned fl, uint64_t target, int cancel_flags);
 int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask);
+/* A request/response server's turn in one call: send(2) all of sbuf (MSG_WAITALL: the kernel retries a short
+ * send itself, so the send either sends everything or fails), linked to a recv(2) into rbuf that starts once the
+ * send is done. The send carries IOSQE_CQE_SKIP_SUCCESS, so a turn that goes well posts one completion, the
+ * recv's, instead of two, and costs one call into C instead of two (the io_uring server's hot path).
+ * If the send fails, the kernel posts the send's completion and cancels the recv without posting one (a failed
+ * CQE_SKIP_SUCCESS head skips the CQEs of the links it cancels); reap_ready reports that completion under the
+ * turn's token, with the send's -errno (-ECONNRESET if it failed after sending a part), so a turn always
+ * completes exactly once from Python's point of view (a kernel that did post the recv's -ECANCELED too would
+ * have it dropped by Python, whose table no longer holds the token). Returns the token; the send's user_data
+ * is token | UK_SKIP_BIT | UK_TURN_SEND_BIT (a cancel target). Errors as for uk_prep_nop. */
+int64_t uk_prep_send_recv(struct uk_ring *r, int fd, const void *sbuf, size_t slen, void *rbuf, size_t rlen);
 
 /* Prepare n operations of one kind as batch `slot` (results land in results[i]); returns how many were
  * prepared. With wait, also submit and reap until the batch is done (see ring.c), leaving r->out as uk_reap. */

@@ -9,7 +9,9 @@ so ``del buf; gc.collect()`` while a read is in flight is safe.
 
 The per-batch fast paths (``nop_batch``, ``read_batch``, ``write_batch``) prepare many SQEs in one call into C
 and deliver their results straight into a ``Batch``; Python then pays per batch, not per operation (see
-``benchmarks/ring.py`` for what that buys).
+``benchmarks/ring.py`` for what that buys). A request/response server has two more: ``send_recv`` prepares a
+whole turn (send the answer, then receive the next request) in one call with one completion, and ``dispatch``
+calls each completion's callable ``user_data`` without building ``Completion`` tuples (chapter 08's server).
 
 user_data codec (``native/ring.h`` owns it: C hands out the tokens)::
 
@@ -17,12 +19,12 @@ user_data codec (``native/ring.h`` owns it: C hands out the tokens)::
     +--+--+-----------+----------------+--------------------------------+
     | 1| 0| reserved  |   batch slot   |        index within batch      |   batch operation
     +--+--+-----------+----------------+--------------------------------+
-    | 0| S|                     token (62 bits)                         |   single operation
-    +--+--+-------------------------------------------------------------+
+    | 0| S| T|                  token (61 bits)                         |   single operation
+    +--+--+--+----------------------------------------------------------+
 
 Tokens count up from 1 and are never reused within a ring, so a late completion cannot be mistaken for a newer
 operation. S is set when the operation carries ``SqeFlags.CQE_SKIP_SUCCESS``: it completes silently if it
-succeeds. Try it::
+succeeds. T marks the send half of a ``send_recv`` turn (its failure is reported under the turn's token). Try it::
 
     with Ring() as ring:
         ring.nop(user_data="hello")
@@ -44,21 +46,22 @@ from ._native import ffi, lib
 from ._native.lib import (  # imported by name: a module global costs a quarter of lib.name, on every operation
     uk_prep_accept, uk_prep_batch, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
     uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
-    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_statx, uk_prep_timeout, uk_prep_write, uk_prep_write_fixed,
-    uk_prep_writev, uk_reap, uk_reap_one,
+    uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_send_recv, uk_prep_statx, uk_prep_timeout, uk_prep_write,
+    uk_prep_write_fixed, uk_prep_writev, uk_reap, uk_reap_one,
 )
 from ._ring_types import (
-    F_MORE, Batch, Completion, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
+    F_MORE, Batch, Completion, PreparedBuffer, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
     offsets_array, sockaddr, timespec, writable_buffer,
 )
 
 __all__ = [
-    "Batch", "Completion", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
+    "Batch", "Completion", "PreparedBuffer", "Ring", "RingClosedError", "SqeFlags", "StatxResult", "UringUnavailable",
     "check", "probe", "supports",
 ]
 
 BATCH_BIT = 1 << 63       # == UK_BATCH_BIT: a batch operation (C settles those itself)
 SKIP_BIT = 1 << 62        # == UK_SKIP_BIT: the operation posts no completion if it succeeds
+TURN_SEND_BIT = 1 << 61   # == UK_TURN_SEND_BIT: the send half of a send_recv turn
 U64 = (1 << 64) - 1       # offset -1 means 'the file position', as (u64)-1 in the SQE
 MAX_BATCHES = 1024        # == UK_MAX_BATCHES in native/ring.h: batches in flight at once
 FOREVER = -1              # uk_reap's timeout_ns for 'no timeout'
@@ -90,20 +93,31 @@ class Ring:
     thread that polls the submission queue, so ``submit()`` needs no system call while that thread is awake; it
     sleeps after ``sq_thread_idle_ms`` without work. ``coop_taskrun`` (kernel 5.19+, dropped silently if refused)
     lets completions be posted when we next enter the kernel instead of by interrupting us: cheaper, and this
-    ring always enters the kernel to wait anyway.
+    ring always enters the kernel to wait anyway. ``defer_taskrun=True`` (opt-in; kernel 6.1+, dropped silently if
+    refused, see ``self.defer_taskrun``) goes further: the kernel finishes completions only when this ring enters
+    it to wait or reap, in one go, which makes each cheaper. The price: only the thread that created the ring may
+    use it (the kernel answers others with ``-EEXIST``), and ``completions_nowait()`` must enter the kernel to
+    collect completions (one system call) instead of just reading the completion queue.
     """
 
     def __init__(self, entries: int = 256, *, sqpoll: bool = False, sq_thread_idle_ms: int = 1000,
-                 coop_taskrun: bool = True):
+                 coop_taskrun: bool = True, defer_taskrun: bool = False):
         self._r = _CLOSED
         reason = _availability.disabled_reason()
         if reason:
             raise UringUnavailable(errno.ENOSYS, reason)
         # The kernel refuses COOP_TASKRUN with SQPOLL: the poller thread, not an interrupt, runs the task work.
         coop_taskrun = coop_taskrun and not sqpoll
+        if defer_taskrun and sqpoll:
+            raise ValueError("defer_taskrun needs the submitting thread to run the task work: not with sqpoll")
         flags = (lib.IORING_SETUP_SQPOLL if sqpoll else 0) | (lib.IORING_SETUP_COOP_TASKRUN if coop_taskrun else 0)
+        if defer_taskrun:
+            flags |= _DEFER_TASKRUN
         err = ffi.new("int *")
         r = lib.uk_ring_new(entries, flags, sq_thread_idle_ms, err)
+        if r == ffi.NULL and err[0] == -errno.EINVAL and defer_taskrun:  # kernel < 6.1
+            flags &= ~_DEFER_TASKRUN
+            r = lib.uk_ring_new(entries, flags, sq_thread_idle_ms, err)
         if r == ffi.NULL and err[0] == -errno.EINVAL and coop_taskrun:  # kernel < 5.19
             r = lib.uk_ring_new(entries, flags & ~lib.IORING_SETUP_COOP_TASKRUN, sq_thread_idle_ms, err)
         if r == ffi.NULL:
@@ -120,6 +134,7 @@ class Ring:
         self._batches_in_flight = 0
         self._cq_entries = lib.uk_cq_entries(r)
         self.sqpoll = sqpoll
+        self.defer_taskrun = bool(flags & _DEFER_TASKRUN)  # what the kernel accepted, not what was asked
         self.features = self._io.features
         self._inflight: dict[int, tuple] = {}       # token -> (user_data, keepalive)
         self._batches: list[Batch | None] = [None] * MAX_BATCHES
@@ -348,6 +363,31 @@ class Ring:
         self._inflight[token] = (user_data, cbuf)
         return token
 
+    def send_recv(self, fd: int, data, buf, *, user_data=None) -> tuple[int, int]:
+        """A request/response turn on a stream socket: send all of ``data``, then - once it is sent - recv(2) into
+        ``buf``, as two linked SQEs prepared in one call into C. A turn that goes well posts one completion, the
+        recv's (``res`` bytes received, 0 if the peer closed), because the send carries ``CQE_SKIP_SUCCESS``; the
+        send uses ``MSG_WAITALL``, so it sends everything or fails, and if it fails the turn completes (once)
+        with the send's ``-errno`` and the recv never starts. Returns ``(send_token, token)``: completions carry
+        ``token``; cancel both to end the turn, whichever half is under way (chapter 08: links and
+        CQE_SKIP_SUCCESS; native/ring.h says how the failure is reported). Either buffer may be a
+        ``PreparedBuffer``, which skips converting it on each call.
+
+        Both buffers stay alive until the turn's completion is reaped: by then the send, which comes first in the
+        chain, has finished, and the recv has finished or will never start."""
+        sbuf = data.cdata if data.__class__ is PreparedBuffer else _from_buffer(data)
+        if buf.__class__ is PreparedBuffer:
+            if not buf.writable:
+                raise ValueError("send_recv receives into buf: prepare it with writable=True")
+            rbuf = buf.cdata
+        else:
+            rbuf = _from_buffer("char[]", buf, True)  # writable_buffer(buf), inlined: the server's hot path
+        token = uk_prep_send_recv(self._r, fd, sbuf, len(sbuf), rbuf, len(rbuf))
+        if token < 0:
+            self._refuse(token)
+        self._inflight[token] = (user_data, (sbuf, rbuf))
+        return token | SKIP_BIT | TURN_SEND_BIT, token
+
     def timeout(self, seconds: float, *, count: int = 0, user_data=None, flags: int = 0) -> int:
         """Complete after ``seconds`` (``res == -ETIME``) or once ``count`` other completions arrived (``res 0``;
         chapter 08)."""
@@ -514,7 +554,7 @@ class Ring:
 
     def completions_nowait(self) -> list[Completion]:
         """Every single-operation completion that is ready now, without submitting or waiting (batch results go
-        into their ``Batch`` instead)."""
+        into their ``Batch`` instead). With ``defer_taskrun`` this enters the kernel once, to let it finish them."""
         self._reap(0, 0, FOREVER)
         return self._take_ready()
 
@@ -523,6 +563,54 @@ class Ring:
         seconds passed), and return every one that is ready."""
         self._reap_until(lambda: max(0, wait_nr - len(self._ready)), timeout)
         return self._take_ready()
+
+    def dispatch(self, before: Callable[[], None] | None = None) -> int:
+        """The event loop's turn: submit what is queued, wait for a completion, call ``before()`` once (a server
+        reads its clock there), then call ``user_data(res, flags)`` for every ready single-operation completion,
+        in order; ``user_data`` must be callable. Returns how many were called (0 after a signal). Completions
+        reaped earlier by another method go first, without waiting.
+
+        Per completion it skips what ``wait_completions`` builds for its caller (a ``Completion`` tuple, a queue
+        entry, a list slot): in the io_uring server that was about an eighth of its Python time per request
+        (wrk, 100 connections). If a callback raises, the completions after it stay queued for the next call, so
+        none is lost."""
+        ready = self._ready
+        if ready:
+            if before is not None:
+                before()
+            n = len(ready)
+            for _ in range(n):
+                completion = ready.popleft()
+                completion[0](completion[1], completion[2])
+            return n
+        n = uk_reap_one(self._r)  # submit, wait for one, reap every ready one
+        if n <= 0 or self._batches_in_flight:
+            self._settle_reaped(n)
+            return self.dispatch(before) if ready else 0
+        if before is not None:
+            before()
+        # copies, not the views: a callback that reaps (completions_nowait, say) overwrites the output arrays
+        tokens, results = self._out_user_data[:n].tolist(), self._out_res[:n].tolist()
+        cqe_flags, inflight = self._out_flags[:n].tolist(), self._inflight
+        i = called = 0
+        try:
+            while i < n:
+                token = tokens[i]
+                entry = inflight.pop(token, None)
+                i += 1  # before the call: if it raises, this completion was handed out
+                if entry is not None:  # (None: our own close-time cancel request, as in _settle)
+                    cflags = cqe_flags[i - 1]
+                    if cflags & F_MORE:  # multishot: registered until its last completion
+                        inflight[token] = entry
+                    called += 1
+                    entry[0](results[i - 1], cflags)
+        except BaseException:
+            for j in range(i, n):
+                completion = self._settle(tokens[j], results[j], cqe_flags[j])
+                if completion is not None:
+                    ready.append(completion)
+            raise
+        return called
 
     def _take_ready(self) -> list[Completion]:
         ready = list(self._ready)
@@ -609,7 +697,9 @@ class Ring:
 
 OPCODES = {name[len("IORING_OP_"):].lower(): getattr(lib, name)
            for name in dir(lib) if name.startswith("IORING_OP_") and name != "IORING_OP_LAST"}
+_from_buffer = ffi.from_buffer  # a module global: cheaper than ffi.from_buffer on every operation
 _CLOSED = ffi.cast("struct uk_ring *", 0)  # what a closed Ring holds instead of its pointer
+_DEFER_TASKRUN = lib.uk_defer_taskrun_flags()  # SINGLE_ISSUER | DEFER_TASKRUN: the kernel wants both
 _CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # a plain int: arithmetic on an IntFlag member runs Python code
 _ORPHANED: list = []  # buffers of operations that outlived their ring's close(); see Ring.close
 
