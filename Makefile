@@ -58,9 +58,13 @@ test-python: setup
 test-notebooks: setup
 	URINGKIT_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:warnings notebooks/
 
+# Widget state is stripped after the run (nbclient's Output-widget hook needs it while executing): the committed
+# chapters show each widget's static fallback, never a stale saved widget.
 book: setup
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.store_widget_state=False $(NOTEBOOKS)
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=7200 $(NOTEBOOKS)
+	$(PY) -c 'import nbformat, sys; \
+	  [nbformat.write(nb, p) for p in sys.argv[1:] for nb in [nbformat.read(p, 4)] if nb.metadata.pop("widgets", 1)]' \
+	  $(NOTEBOOKS)
 
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'

@@ -43,3 +43,16 @@ def test_every_c_file_is_compiled_into_the_extension():
     compiled = set(_build_native.native_sources())
     on_disk = {str(p.relative_to(ROOT)) for p in (ROOT / "native").rglob("*.c")}
     assert compiled == on_disk
+
+
+def test_chapters_are_committed_with_outputs_and_without_widget_state():
+    import nbformat
+
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")):
+        nb = nbformat.read(path, 4)
+        assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code[0].source.strip() == "import uringkit as uk; uk.setup_notebook()", path.name
+        assert all(c.get("execution_count") for c in code), f"{path.name} has cells that were not run"
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{path.name} has errors"
+        assert sum(c.source.startswith("# ") for c in nb.cells if c.cell_type == "markdown") == 1, "one H1"
