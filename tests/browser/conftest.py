@@ -33,7 +33,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+# Module scope: JupyterLab, the Playwright driver and Chromium end with this module, before any other test runs.
+@pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a token, serving the repository; yields its base URL with the token."""
     port, token = _free_port(), secrets.token_hex(16)
@@ -84,7 +85,7 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
