@@ -7,6 +7,7 @@ import _thread
 import os
 import resource
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -430,6 +431,10 @@ def test_threads_and_cpus_are_recorded(server):
 
 def test_ctrl_c_ends_a_run_and_leaves_no_thread(server):
     threads = threading.active_count()
+    # A process started in the background by a non-interactive shell (as CI may be) inherits SIGINT ignored,
+    # and then Python raises no KeyboardInterrupt at all: give it Python's handler for this test, as a terminal
+    # or a notebook kernel has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     t = time.monotonic()
@@ -439,7 +444,9 @@ def test_ctrl_c_ends_a_run_and_leaves_no_thread(server):
         pass
     else:
         pytest.fail(f"not interrupted: the run ended by itself after {time.monotonic() - t:.1f} s: {result}")
-    timer.join()
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - t < 3
     assert threading.active_count() == threads, threading.enumerate()
 
