@@ -62,9 +62,9 @@ test-notebooks: setup
 # chapters show each widget's static fallback, never a stale saved widget.
 book: setup
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=7200 $(NOTEBOOKS)
-	$(PY) -c 'import nbformat, sys; \
-	  [nbformat.write(nb, p) for p in sys.argv[1:] for nb in [nbformat.read(p, 4)] if nb.metadata.pop("widgets", 1)]' \
-	  $(NOTEBOOKS)
+	$(PY) -c 'import nbformat, sys; notebooks = {p: nbformat.read(p, 4) for p in sys.argv[1:]}; \
+	  [nb.metadata.pop("widgets", None) for nb in notebooks.values()]; \
+	  [nbformat.write(nb, p) for p, nb in notebooks.items()]' $(NOTEBOOKS)
 
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
