@@ -51,14 +51,19 @@ class ServerStatistics:
         return self.cpu_user_s + self.cpu_system_s
 
 
-def _session_members(sid: int) -> list[int]:
-    members = []
+def _session_stats(sid: int) -> dict[int, list[str]]:
+    """/proc/PID/stat fields (see _stat_fields) of every live process in session ``sid``, read once each."""
+    members = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(int(entry))
             if fields and int(fields[3]) == sid:
-                members.append(int(entry))
+                members[int(entry)] = fields
     return members
+
+
+def _session_members(sid: int) -> list[int]:
+    return list(_session_stats(sid))
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -245,10 +250,7 @@ class Server:
         counts = self._stats.snapshot()
         user = system = 0.0
         pss = procs = threads = vol = invol = 0
-        for pid in _session_members(self._proc.pid):
-            fields = _stat_fields(pid)
-            if not fields:
-                continue
+        for pid, fields in _session_stats(self._proc.pid).items():
             u, s = _process_cpu(pid, fields)
             user, system = user + u, system + s
             if pid == self._proc.pid:  # reaped children's CPU lands in their parent's cutime/cstime
