@@ -1,9 +1,12 @@
 """How much a Python binding costs over io_uring: uringkit against C liburing and PyPI's ``liburing``.
 
-Run it: ``make bench`` or ``.venv/bin/python benchmarks/ring.py [--reps 9] [--seconds 0.15]``. It compiles
-``benchmarks/ring_ref.c`` (gcc -O2 ... -luring) into ``benchmarks/_build/``, writes a 64 MiB file there and
-reads it once so it is page-cached, then runs every loop below for ``--seconds`` per repetition, interleaving
-the implementations (uringkit, C, PyPI, uringkit, C, PyPI, ...) so a noisy neighbour hurts all of them alike.
+Run it: ``make bench`` or ``.venv/bin/python benchmarks/ring.py [--reps 9] [--seconds 0.15] [--warmup 0.1]``.
+It compiles ``benchmarks/ring_ref.c`` (gcc -O2 ... -luring) into ``benchmarks/_build/``, writes a 64 MiB file
+there and reads it once so it is page-cached, then runs every loop below for ``--seconds`` per repetition,
+interleaving the implementations (uringkit, C, PyPI, uringkit, C, PyPI, ...) so a noisy neighbour hurts all of
+them alike. Each timed run follows an untimed ``--warmup`` run of the same loop in the same process: on this VM
+a loop that starts right after a sleep or after different work runs up to 15 % slower for its first tenths of
+a second, and which column that hits would depend on the order of the columns.
 It prints the median of the repetitions and the ratios, then one ``RESULT name value`` line per figure.
 
 What each loop does - the same work in every column, so the comparison is fair:
@@ -13,14 +16,19 @@ What each loop does - the same work in every column, so the comparison is fair:
   Python object, kept alive by the ring, and the Completion is a fresh object). C: get_sqe, prep_nop,
   set_data64, submit_and_wait(1), peek, check user_data, cqe_seen. PyPI: get_sqe, prep_nop, set_data64,
   submit_and_wait(1), wait_cqe, ``cqe[0].user_data``, cqe_seen - its idiomatic minimal loop.
-* **NOP, batch 32** - 32 NOPs, one submit_and_wait(32), reap all 32. uringkit: ``nop_batch(32, wait=True)``
-  (the batch API: prepare, submit, wait and reap in one call into C; results land in the Batch). C: 32 x (get_sqe,
+* **NOP, batch 32** - 32 NOPs, one submit_and_wait(32), reap all 32. uringkit: one ``nop_batch(32)``, then
+  ``ring.requeue(batch, wait=True)`` per round (the batch API: prepare, submit, wait and reap in one call into C;
+  results land in the Batch). C: 32 x (get_sqe,
   prep_nop, set_data64), submit_and_wait(32), for_each_cqe + cq_advance. PyPI: 32 x (get_sqe, prep_nop,
   set_data64), submit_and_wait(32), wait_cqe, cq_ready, ``cqe[i].user_data`` for each, cq_advance.
 * **4 KiB reads at queue depth 32** - 32 reads at the next 32 sequential 4 KiB offsets of the page-cached
   64 MiB file (wrapping at its end), into 32 distinct 4 KiB buffers, one submit_and_wait(32), reap all 32.
-  uringkit: ``read_batch(..., wait=True)`` with the offsets as ``array('Q')`` (both documented fast forms),
-  checking the last batch of every chunk (``Batch.check``); C and PyPI check every res == 4096. Python baseline: an ``os.pread(fd, 4096, offset)`` loop over the same offsets.
+  uringkit: one ``read_batch(...)``, then per round ``batch.offsets[:] = next_offsets`` and
+  ``ring.requeue(batch, wait=True)`` (the documented queue-depth loop: the buffer is converted and the result
+  and offset arrays allocated once), checking the last batch of every chunk (``Batch.check``); C and PyPI check
+  every res == 4096. uringkit and C read into page-aligned buffers (an mmap; aligned_alloc): a bytearray's data
+  starts mid-page, so each 4 KiB copy would straddle two pages, about 5 % slower here. PyPI's prep_read takes
+  only a bytearray, so its column reads into unaligned ones. Python baseline: an ``os.pread(fd, 4096, offset)`` loop over the same offsets.
 
 Every ring is set up alike (64 entries, COOP_TASKRUN where the kernel has it), so only the binding differs.
 Targets (the issue): uringkit reads at QD32 >= 0.8 x C; uringkit NOP >= 1 x PyPI at batch 1, >= 2 x at batch 32.
@@ -36,6 +44,7 @@ Python method calls. The batch paths pay that once per batch, which is why they 
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import statistics
 import subprocess
@@ -75,9 +84,22 @@ def build_reference() -> Path:
     return REF_BINARY
 
 
-def c_ops(*args: str) -> float:
-    out = subprocess.run([str(REF_BINARY), *args], check=True, capture_output=True, text=True).stdout.split()
-    return int(out[0]) / float(out[1])
+def c_loop(*args: str):
+    """A C reference loop as ``run(seconds, warmup)``: ops/s of a timed run after an untimed warm-up, both in one
+    ring_ref process."""
+    def run(seconds: float, warmup: float) -> float:
+        out = subprocess.run([str(REF_BINARY), *args, str(warmup), str(seconds)], check=True, capture_output=True,
+                             text=True).stdout.split()
+        return int(out[0]) / float(out[1])
+    return run
+
+
+def py_loop(loop, *args):
+    """A Python loop as ``run(seconds, warmup)``, warmed up as the C ones are."""
+    def run(seconds: float, warmup: float) -> float:
+        loop(*args, warmup)
+        return loop(*args, seconds)
+    return run
 
 
 # --- timing -----------------------------------------------------------------------------------------------------
@@ -109,22 +131,26 @@ def uringkit_nop_b1(ring: Ring, seconds: float) -> float:
 
 
 def uringkit_nop_b32(ring: Ring, seconds: float) -> float:
+    batch = ring.nop_batch(BATCH, wait=True)
+
     def chunk():
         for _ in range(CHUNK // 8):
-            ring.nop_batch(BATCH, wait=True)
+            ring.requeue(batch, wait=True)
     return ops_per_second(chunk, CHUNK // 8 * BATCH, seconds)
 
 
 def uringkit_read(ring: Ring, fd: int, seconds: float) -> float:
-    buf = bytearray(QD * BLOCK)
+    buf = mmap.mmap(-1, QD * BLOCK)  # page-aligned, as the C reference's aligned_alloc (see the docstring)
     offsets = read_offsets()
+    batch = ring.read_batch(fd, buf, BLOCK, offsets[0], wait=True)  # built once: buffer, offsets, results
     position = 0
 
     def chunk():
         nonlocal position
         for _ in range(CHUNK // 8):
-            batch = ring.read_batch(fd, buf, BLOCK, offsets[position], wait=True)
             position = (position + 1) % len(offsets)
+            batch.offsets[:] = offsets[position]
+            ring.requeue(batch, wait=True)
         assert batch.check() == [BLOCK] * QD
     return ops_per_second(chunk, CHUNK // 8 * QD, seconds)
 
@@ -226,7 +252,7 @@ def make_data_file() -> None:
             pass
 
 
-def measure(reps: int, seconds: float) -> dict[str, list[float]]:
+def measure(reps: int, seconds: float, warmup: float) -> dict[str, list[float]]:
     """Ops/s of every figure in each of ``reps`` interleaved repetitions."""
     samples: dict[str, list[float]] = {}
     path = str(DATA_FILE)
@@ -234,22 +260,22 @@ def measure(reps: int, seconds: float) -> dict[str, list[float]]:
     ring = Ring(ENTRIES)
     pypi = PyPIRing() if pypi_liburing else None
     try:
+        runs = {
+            "nop_b1_uringkit_ops": py_loop(uringkit_nop_b1, ring),
+            "nop_b1_c_ops": c_loop("nop", "1"),
+            "nop_b1_pypi_ops": pypi and py_loop(pypi_nop_b1, pypi),
+            "nop_b32_uringkit_ops": py_loop(uringkit_nop_b32, ring),
+            "nop_b32_c_ops": c_loop("nop", str(BATCH)),
+            "nop_b32_pypi_ops": pypi and py_loop(pypi_nop_b32, pypi),
+            "read4k_qd32_uringkit_ops": py_loop(uringkit_read, ring, fd),
+            "read4k_qd32_c_ops": c_loop("read", path, str(QD)),
+            "read4k_qd32_pypi_ops": pypi and py_loop(pypi_read, pypi, fd),
+            "read4k_pread_python_ops": py_loop(pread_loop, fd),
+        }
         for rep in range(reps):
-            runs = {
-                "nop_b1_uringkit_ops": lambda: uringkit_nop_b1(ring, seconds),
-                "nop_b1_c_ops": lambda: c_ops("nop", "1", str(seconds)),
-                "nop_b1_pypi_ops": pypi and (lambda: pypi_nop_b1(pypi, seconds)),
-                "nop_b32_uringkit_ops": lambda: uringkit_nop_b32(ring, seconds),
-                "nop_b32_c_ops": lambda: c_ops("nop", str(BATCH), str(seconds)),
-                "nop_b32_pypi_ops": pypi and (lambda: pypi_nop_b32(pypi, seconds)),
-                "read4k_qd32_uringkit_ops": lambda: uringkit_read(ring, fd, seconds),
-                "read4k_qd32_c_ops": lambda: c_ops("read", path, str(QD), str(seconds)),
-                "read4k_qd32_pypi_ops": pypi and (lambda: pypi_read(pypi, fd, seconds)),
-                "read4k_pread_python_ops": lambda: pread_loop(fd, seconds),
-            }
             for name, run in runs.items():
                 if run:
-                    samples.setdefault(name, []).append(run())
+                    samples.setdefault(name, []).append(run(seconds, warmup))
             print(f"repetition {rep + 1}/{reps} done", file=sys.stderr)
     finally:
         if pypi:
@@ -281,7 +307,7 @@ def report(samples: dict[str, list[float]], reps: int, seconds: float) -> None:
         row("C liburing", f"{prefix}_c_ops")
         row("PyPI liburing", f"{prefix}_pypi_ops")
     print("4 KiB reads of a page-cached 64 MiB file")
-    row("uringkit read_batch, QD 32", "read4k_qd32_uringkit_ops")
+    row("uringkit batch (requeue), QD 32", "read4k_qd32_uringkit_ops")
     row("C liburing, QD 32", "read4k_qd32_c_ops")
     row("PyPI liburing, QD 32", "read4k_qd32_pypi_ops")
     row("os.pread loop", "read4k_pread_python_ops")
@@ -300,15 +326,16 @@ def report(samples: dict[str, list[float]], reps: int, seconds: float) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions (the median is reported)")
-    parser.add_argument("--seconds", type=float, default=0.15, help="length of one measurement")
+    parser.add_argument("--seconds", type=float, default=0.15, help="length of one timed measurement")
+    parser.add_argument("--warmup", type=float, default=0.1, help="untimed run of the same loop before each one")
     args = parser.parse_args(argv)
-    if args.reps < 1 or args.seconds <= 0:
-        parser.error("--reps must be >= 1 and --seconds > 0")
+    if args.reps < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("--reps must be >= 1, --seconds > 0 and --warmup >= 0")
     build_reference()
     make_data_file()
     if pypi_liburing is None:
         print("PyPI liburing is not installed (pip install liburing): its columns are left out", file=sys.stderr)
-    report(measure(args.reps, args.seconds), args.reps, args.seconds)
+    report(measure(args.reps, args.seconds, args.warmup), args.reps, args.seconds)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 /* ring_ref.c - the C liburing reference for benchmarks/ring.py: the same loops as the Python columns, in C.
  *
- *   ring_ref nop BATCH SECONDS          NOP round trips: BATCH SQEs, submit_and_wait(BATCH), reap them all
- *   ring_ref read PATH QD SECONDS       4 KiB reads at sequential 4 KiB offsets (wrapping at the file's end),
- *                                       QD at a time: QD SQEs, submit_and_wait(QD), reap them all
+ *   ring_ref nop BATCH WARMUP SECONDS     NOP round trips: BATCH SQEs, submit_and_wait(BATCH), reap them all
+ *   ring_ref read PATH QD WARMUP SECONDS  4 KiB reads at sequential 4 KiB offsets (wrapping at the file's end),
+ *                                         QD at a time: QD SQEs, submit_and_wait(QD), reap them all
  *
  * Each SQE carries its index as user_data and each CQE is checked (user_data for NOPs, res == 4096 for reads),
- * as the Python loops do. Prints "OPS SECONDS" for a run of about SECONDS. Built by benchmarks/ring.py with
- * gcc -O2 ... -luring.
+ * as the Python loops do. The loop first runs untimed for WARMUP seconds, as every Python loop does, then
+ * prints "OPS SECONDS" for a timed run of about SECONDS. Built by benchmarks/ring.py with gcc -O2 ... -luring.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -122,18 +122,20 @@ int main(int argc, char **argv)
     long ops;
     int ret;
 
-    if (argc == 4 && !strcmp(argv[1], "nop")) {
+    if (argc == 5 && !strcmp(argv[1], "nop")) {
         unsigned batch = (unsigned)atoi(argv[2]);
         if ((ret = setup(&ring)) < 0)
             die("io_uring_queue_init", ret);
-        ops = run_nop(&ring, batch, atof(argv[3]), &elapsed);
-    } else if (argc == 5 && !strcmp(argv[1], "read")) {
+        run_nop(&ring, batch, atof(argv[3]), &elapsed);
+        ops = run_nop(&ring, batch, atof(argv[4]), &elapsed);
+    } else if (argc == 6 && !strcmp(argv[1], "read")) {
         unsigned qd = (unsigned)atoi(argv[3]);
         if ((ret = setup(&ring)) < 0)
             die("io_uring_queue_init", ret);
-        ops = run_read(&ring, argv[2], qd, atof(argv[4]), &elapsed);
+        run_read(&ring, argv[2], qd, atof(argv[4]), &elapsed);
+        ops = run_read(&ring, argv[2], qd, atof(argv[5]), &elapsed);
     } else {
-        fprintf(stderr, "usage: ring_ref nop BATCH SECONDS | ring_ref read PATH QD SECONDS\n");
+        fprintf(stderr, "usage: ring_ref nop BATCH WARMUP SECONDS | ring_ref read PATH QD WARMUP SECONDS\n");
         return 2;
     }
     io_uring_queue_exit(&ring);

@@ -236,37 +236,40 @@ static int submit_and_wait(struct uk_ring *r, unsigned wait_nr)
     return ret;
 }
 
-int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
-                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index, int wait)
+int uk_queue_batch(struct uk_ring *r, const struct uk_batch *b, unsigned slot, int wait)
 {
     unsigned i;
     if (!r)
         return -EBADFD;
     if (slot >= UK_MAX_BATCHES || r->batch_res[slot])
         return -EINVAL;
-    if (op != UK_OP_NOP && (!buf || !offsets))
+    if (b->op != UK_OP_NOP && (!b->buf || !b->offsets))
         return -EINVAL;
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < b->n; i++) {
         struct io_uring_sqe *sqe = uk_get_sqe(r);
-        char *p = buf ? buf + (size_t)i * size : NULL;
+        char *p = b->buf ? b->buf + (size_t)i * b->size : NULL;
         if (!sqe)
             break;
-        switch (op) {
+        switch (b->op) {
         case UK_OP_NOP: io_uring_prep_nop(sqe); break;
-        case UK_OP_READ: io_uring_prep_read(sqe, fd, p, size, offsets[i]); break;
-        case UK_OP_WRITE: io_uring_prep_write(sqe, fd, p, size, offsets[i]); break;
-        case UK_OP_READ_FIXED: io_uring_prep_read_fixed(sqe, fd, p, size, offsets[i], buf_index); break;
-        case UK_OP_WRITE_FIXED: io_uring_prep_write_fixed(sqe, fd, p, size, offsets[i], buf_index); break;
-        default: return i ? (int)i : -EINVAL; /* op is checked before the loop by the caller; belt and braces */
+        case UK_OP_READ: io_uring_prep_read(sqe, b->fd, p, b->size, b->offsets[i]); break;
+        case UK_OP_WRITE: io_uring_prep_write(sqe, b->fd, p, b->size, b->offsets[i]); break;
+        case UK_OP_READ_FIXED:
+            io_uring_prep_read_fixed(sqe, b->fd, p, b->size, b->offsets[i], b->buf_index);
+            break;
+        case UK_OP_WRITE_FIXED:
+            io_uring_prep_write_fixed(sqe, b->fd, p, b->size, b->offsets[i], b->buf_index);
+            break;
+        default: return i ? (int)i : -EINVAL; /* Python checks op when it builds the batch; belt and braces */
         }
-        uk_sqe_finish(sqe, UK_BATCH_BIT | (uint64_t)slot << 32 | i, sqe_flags);
+        uk_sqe_finish(sqe, UK_BATCH_BIT | (uint64_t)slot << 32 | i, b->sqe_flags);
     }
     if (!i)
         return 0;
-    r->batch_res[slot] = results;
+    r->batch_res[slot] = b->results;
     r->batch_n[slot] = i;
     r->batch_left[slot] = i;
-    if (!wait || i < n)
+    if (!wait || i < b->n)
         return (int)i;
     /* wait: submit and reap until this batch is done, so a queue-depth loop costs one call into C per batch.
      * A signal (-EINTR), an error or a full r->out ends the wait early; the batch then stays in flight and

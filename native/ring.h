@@ -2,7 +2,7 @@
  *
  * Python pays roughly 0.1-0.2 us per call into C, so a loop that prepares one SQE and reaps one CQE per Python
  * call spends more time in the interpreter than in the kernel. These helpers move the two hot loops into C:
- * preparing many reads/writes/NOPs at once (uk_prep_batch) and reaping every ready completion at once (uk_reap).
+ * preparing many reads/writes/NOPs at once (uk_queue_batch) and reaping every ready completion at once (uk_reap).
  * A request/response server gets one more: uk_prep_send_recv prepares a whole turn (two linked SQEs, one
  * completion when it goes well), halving both the calls into C and the completions Python handles per request.
  *
@@ -98,10 +98,26 @@ int64_t uk_prep_poll_add(struct uk_ring *r, unsigned fl, int fd, unsigned mask);
  * is token | UK_SKIP_BIT | UK_TURN_SEND_BIT (a cancel target). Errors as for uk_prep_nop. */
 int64_t uk_prep_send_recv(struct uk_ring *r, int fd, const void *sbuf, size_t slen, void *rbuf, size_t rlen);
 
-/* Prepare n operations of one kind as batch `slot` (results land in results[i]); returns how many were
- * prepared. With wait, also submit and reap until the batch is done (see ring.c), leaving r->out as uk_reap. */
-int uk_prep_batch(struct uk_ring *r, int op, int fd, char *buf, unsigned size, const uint64_t *offsets,
-                  unsigned n, unsigned slot, int32_t *results, unsigned sqe_flags, int buf_index, int wait);
+/* A batch: n operations of one kind; operation i works on buf + i * size at offsets[i] (unused for NOPs) and its
+ * result lands in results[i]. Python builds one once (uringkit.ring.Batch) and may queue it again and again, so
+ * a queue-depth loop converts no buffer and allocates nothing per round: it pays one call into C with 4 arguments
+ * (cffi converts each argument on every call; a dozen of them cost a third of a microsecond). */
+struct uk_batch {
+    int op;                   /* enum uk_batch_op */
+    int fd;
+    char *buf;
+    unsigned size;
+    unsigned n;
+    unsigned sqe_flags;
+    int buf_index;            /* the registered buffer of READ_FIXED/WRITE_FIXED */
+    const uint64_t *offsets;
+    int32_t *results;
+};
+
+/* Queue batch b as batch `slot`; returns how many operations were prepared (n unless the kernel refused to take
+ * queued entries half-way), or -errno. With wait, also submit and reap until the batch is done (see ring.c),
+ * leaving r->out as uk_reap does. */
+int uk_queue_batch(struct uk_ring *r, const struct uk_batch *b, unsigned slot, int wait);
 int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns);
 /* uk_reap(r, 1, 1, -1), the hot path of a request/response loop, with one argument: cffi packs the arguments of
  * a call with several into a tuple and converts each, which costs more than half of a four-argument call. */

@@ -11,7 +11,7 @@ from array import array
 import pytest
 
 from ringhelpers import WAIT, Buf, drain, require_io_uring, signal_after
-from uringkit.ring import MAX_BATCHES, Ring, SqeFlags
+from uringkit.ring import MAX_BATCHES, Ring, RingClosedError, SqeFlags
 
 BLOCK = 512
 
@@ -137,10 +137,47 @@ def test_batch_buffer_survives_del_and_gc(ring):
         assert bytes(buf[:9]) == b"late data"
         del buf
         gc.collect()
-        assert alive() is None, "a finished batch still holds its buffer"
+        assert alive() is not None, "a done batch can be requeued: it must keep its buffer while it lives"
+        del batch
+        gc.collect()
+        assert alive() is None, "nothing else holds a batch's buffer once the batch is gone"
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_requeue_runs_a_done_batch_again_with_new_offsets(ring, data_file):
+    _, fd = data_file
+    buf = bytearray(2 * BLOCK)
+    batch = ring.read_batch(fd, buf, BLOCK, [0, BLOCK], wait=True)
+    assert batch.check() == [BLOCK, BLOCK] and buf == bytes([0]) * BLOCK + bytes([1]) * BLOCK
+    for first in (5, 9):
+        batch.offsets[:] = array("Q", [first * BLOCK, (first + 1) * BLOCK])
+        assert ring.requeue(batch, wait=True) is batch
+        assert batch.done and batch.check() == [BLOCK, BLOCK]
+        assert buf == bytes([first]) * BLOCK + bytes([first + 1]) * BLOCK
+    ring.requeue(batch)                       # without wait: queued, in flight until reaped
+    assert not batch.done and ring.in_flight == 2
+    with pytest.raises(ValueError, match="still in flight"):
+        ring.requeue(batch)
+    assert ring.wait_batch(batch, timeout=WAIT) and batch.check() == [BLOCK, BLOCK]
+
+
+def test_batch_offsets_keep_their_length(ring, data_file):
+    _, fd = data_file
+    batch = ring.read_batch(fd, bytearray(2 * BLOCK), BLOCK, [0, BLOCK], wait=True)
+    with pytest.raises(ValueError):
+        batch.offsets[:] = array("Q", [0, BLOCK, 2 * BLOCK])  # the buffer holds two reads, not three
+    assert ring.nop_batch(3, wait=True).offsets is None
+
+
+def test_requeue_on_a_closed_ring_raises(data_file):
+    _, fd = data_file
+    ring = Ring(8)
+    batch = ring.nop_batch(2, wait=True)
+    ring.close()
+    with pytest.raises(RingClosedError):
+        ring.requeue(batch)
 
 
 def test_mixing_batch_and_single_ops_in_one_reap(ring, data_file):

@@ -1,5 +1,5 @@
 """What crosses between a Ring and the kernel: the values it hands back (Completion, Batch, StatxResult), the
-C arguments it builds (timespec, sockaddr, iovec, batch offsets), and the one error choke point, ``check``.
+C arguments it builds (timespec, sockaddr, iovec), and the one error choke point, ``check``.
 
 Private: ``uringkit.ring`` re-exports every public name (introduced in chapter 06, "Inside io_uring").
 """
@@ -54,16 +54,34 @@ new_completion = tuple.__new__
 
 
 class Batch:
-    """Many operations of one kind prepared in one call into C (chapter 06's queue-depth experiment);
-    ``results[i]`` is operation i's result once ``done``."""
+    """Many operations of one kind queued by one call into C (chapter 06's queue-depth experiment); ``results[i]``
+    is operation i's result once ``done``.
 
-    __slots__ = ("n", "results", "done", "_keepalive")
+    A batch is built once and can run many times: once it is done, ``Ring.requeue(batch)`` queues the same
+    operations again, after the caller has changed ``offsets`` in place if it likes (a writable
+    ``memoryview('Q')``; ``None`` for NOPs). The buffer's conversion for C, the results and the offsets are made
+    once, so a queue-depth loop pays one call into C per round and allocates nothing. The price: the batch holds
+    its buffer for as long as the batch lives (a ``bytearray`` cannot be resized meanwhile), because the kernel
+    writes into it on every run."""
 
-    def __init__(self, n: int, keepalive: Any):
-        self.n = n
+    __slots__ = ("n", "results", "offsets", "done", "_size", "_spec", "_keepalive")
+
+    def __init__(self, op: int, n: int, fd: int, cbuf, size: int, offsets, sqe_flags: int):
+        self.n = self._size = n              # n: the operations of the current run (fewer if C queued a part)
         self.results = ffi.new("int32_t[]", n or 1)
-        self.done = False
-        self._keepalive = keepalive          # the buffer the kernel reads or writes, until the batch is done
+        self.done = True                     # not in flight: a Ring queues it (and sets this False)
+        spec = self._spec = ffi.new("struct uk_batch *")
+        spec.op, spec.fd, spec.size, spec.n, spec.sqe_flags, spec.buf_index = op, fd, size, n, sqe_flags, 0
+        spec.results = self.results
+        spec.buf = ffi.NULL if cbuf is None else cbuf
+        if offsets is None:
+            self.offsets, coffsets = None, None
+        else:
+            coffsets = ffi.new("uint64_t[]", n or 1)
+            self.offsets = memoryview(ffi.buffer(coffsets)).cast("Q")[:n]
+            self.offsets[:] = offsets if isinstance(offsets, array) and offsets.typecode == "Q" else array("Q", offsets)
+            spec.offsets = coffsets
+        self._keepalive = (cbuf, coffsets)   # what the kernel reads or writes on every run
 
     def check(self) -> list[int]:
         """Every result, or ``OSError`` for the first failed operation."""
@@ -133,14 +151,6 @@ def sockaddr(address) -> bytearray:
                          + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope_id))
     return bytearray(struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
                      + socket.inet_pton(socket.AF_INET, host) + bytes(8))
-
-
-def offsets_array(offsets):
-    """Batch offsets as a ``uint64_t[]``: an ``array('Q')`` is used in place; anything else is converted through
-    one, which costs a third of ``ffi.new`` on a list (the difference shows at queue depth 32)."""
-    if not (isinstance(offsets, array) and offsets.typecode == "Q"):
-        offsets = array("Q", offsets)
-    return ffi.from_buffer("uint64_t[]", offsets)
 
 
 _from_buffer = ffi.from_buffer

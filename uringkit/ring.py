@@ -44,14 +44,14 @@ from typing import Callable, Iterable, Sequence
 from . import _availability
 from ._native import ffi, lib
 from ._native.lib import (  # imported by name: a module global costs a quarter of lib.name, on every operation
-    uk_prep_accept, uk_prep_batch, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
+    uk_prep_accept, uk_prep_cancel, uk_prep_close, uk_prep_connect, uk_prep_fsync,
     uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
     uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_send_recv, uk_prep_statx, uk_prep_timeout, uk_prep_write,
-    uk_prep_write_fixed, uk_prep_writev, uk_reap, uk_reap_one,
+    uk_prep_write_fixed, uk_prep_writev, uk_queue_batch, uk_reap, uk_reap_one,
 )
 from ._ring_types import (
     F_MORE, Batch, Completion, PreparedBuffer, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
-    offsets_array, sockaddr, timespec, writable_buffer,
+    sockaddr, timespec, writable_buffer,
 )
 
 __all__ = [
@@ -430,25 +430,29 @@ class Ring:
     def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int, wait: bool) -> Batch:
         if flags & _CQE_SKIP_SUCCESS:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
+        self._live_io()
+        batch = Batch(op, n, fd, cbuf, size, offsets, flags)
+        return self.requeue(batch, wait=wait) if n else batch  # an empty batch is done at once
+
+    def requeue(self, batch: Batch, *, wait: bool = False) -> Batch:
+        """Queue a done ``batch``'s operations again, with whatever ``batch.offsets`` now holds (chapter 06's
+        queue-depth loop: no conversion and no allocation per round). ``wait`` as for ``nop_batch``."""
+        if not batch.done:
+            raise ValueError("this batch is still in flight: wait for it before queuing it again")
         if not self._free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        coffsets = ffi.NULL if offsets is None else offsets_array(offsets)  # copied into the SQEs: no keepalive
-        batch = Batch(n, cbuf)  # cbuf keeps the caller's buffer alive (ffi.from_buffer holds it)
-        if n == 0:
-            batch.done = True
-            return batch
         slot = self._free_slots.pop()
-        got = uk_prep_batch(self._r, op, fd, cbuf, size, coffsets, n, slot, batch.results, flags, 0, wait)
+        got = uk_queue_batch(self._r, batch._spec, slot, wait)
         if got <= 0:
             self._free_slots.append(slot)
             if self.closed:
                 raise RingClosedError("this Ring is closed")
             raise OSError(errno.EBUSY if got == 0 else -got, "could not prepare the batch")
-        batch.n = got
+        batch.n, batch.done = got, False
         self._batches[slot] = batch
         self._batches_in_flight += 1
-        if got < n:  # the kernel refused a submit half-way: what was prepared stays tracked, the rest is reported
-            raise OSError(errno.EBUSY, f"only {got} of {n} operations could be queued")
+        if got < batch._size:  # the kernel refused a submit half-way: what was queued is tracked, the rest reported
+            raise OSError(errno.EBUSY, f"only {got} of {batch._size} operations could be queued")
         if wait:
             self._settle_reaped(self._out_counts[0])  # what C reaped while it waited: this batch, maybe others
             if not batch.done:  # a signal, an error or a full reap buffer cut C's wait short
@@ -458,7 +462,7 @@ class Ring:
     def nop_batch(self, n: int, *, flags: int = 0, wait: bool = False) -> Batch:
         """``n`` NOPs in one call (chapter 06 measures what batching buys). ``wait=True`` also submits them and
         waits until they are done, still in that one call into C: the batch comes back ``done``."""
-        return self._batch(lib.UK_OP_NOP, n, -1, ffi.NULL, 0, None, flags, wait)
+        return self._batch(lib.UK_OP_NOP, n, -1, None, 0, None, flags, wait)
 
     def read_batch(self, fd: int, buf, size: int, offsets: Sequence[int], *, flags: int = 0,
                    wait: bool = False) -> Batch:
@@ -540,7 +544,7 @@ class Ring:
             batch, batches[slot] = batches[slot], None
             self._free_slots.append(slot)
             self._batches_in_flight -= 1
-            batch.done, batch._keepalive = True, None
+            batch.done = True
 
     def _reap_until(self, missing: Callable[[], int], timeout: float | None) -> None:
         """Submit and reap until ``missing()`` (how many completions are still wanted) is 0, or ``timeout``
