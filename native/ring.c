@@ -326,3 +326,11 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
 }
 
 int uk_reap_one(struct uk_ring *r) { return uk_reap(r, 1, 1, -1); }
+
+int64_t uk_wait_one(struct uk_ring *r)
+{
+    int n = uk_reap(r, 1, 1, -1);
+    if (n == 1 && r->out.n_batches_done == 0)
+        return (int64_t)r->out.user_data[0];
+    return n < 0 ? n : 0;
+}

@@ -122,6 +122,10 @@ int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns)
 /* uk_reap(r, 1, 1, -1), the hot path of a request/response loop, with one argument: cffi packs the arguments of
  * a call with several into a tuple and converts each, which costs more than half of a four-argument call. */
 int uk_reap_one(struct uk_ring *r);
+/* uk_reap_one for Ring.wait_cqe: when what it reaped is exactly one single-op completion (the usual case when one
+ * operation is in flight), returns that completion's token (> 0), so Python reads back only res and flags;
+ * otherwise 0 (r->out holds what was reaped, as after uk_reap) or -errno. */
+int64_t uk_wait_one(struct uk_ring *r);
 /* cffi-end */
 
 #endif

@@ -347,3 +347,12 @@ def test_randomized_stress_loses_and_duplicates_nothing(caps, tmp_path, seed, sq
         finally:
             stress.close()
             os.close(fd)
+
+
+def test_wait_cqe_that_also_finishes_a_batch_settles_both(ring):
+    """One reap brings a batch's last completion and a single one: wait_cqe returns the single one (its fast path
+    only takes a reap of exactly one single completion) and the batch is done."""
+    batch = ring.nop_batch(3)
+    ring.nop(user_data="single")
+    assert ring.wait_cqe().user_data == "single"
+    assert batch.done and batch.check() == [0, 0, 0] and ring.in_flight == 0

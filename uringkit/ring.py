@@ -48,6 +48,7 @@ from ._native.lib import (  # imported by name: a module global costs a quarter 
     uk_prep_link_timeout, uk_prep_nop, uk_prep_openat, uk_prep_poll_add, uk_prep_read, uk_prep_read_fixed,
     uk_prep_readv, uk_prep_recv, uk_prep_send, uk_prep_send_recv, uk_prep_statx, uk_prep_timeout, uk_prep_write,
     uk_prep_write_fixed, uk_prep_writev, uk_queue_batch, uk_reap, uk_reap_one,
+    uk_wait_one,
 )
 from ._ring_types import (
     F_MORE, Batch, Completion, PreparedBuffer, RingClosedError, StatxResult, check, iovecs, nanoseconds, new_completion,
@@ -630,14 +631,18 @@ class Ring:
         if timeout is not None:
             self._reap_until(lambda: not ready, timeout)
             return ready.popleft() if ready else None
-        while True:  # the hot path of a request/response loop: no clock, no closure, no queue
-            n = uk_reap_one(self._r)  # uk_reap(r, 1, 1, FOREVER) in a cheaper call
-            if n == 1 and not self._batches_in_flight:
-                completion = self._settle(self._out_user_data[0], self._out_res[0], self._out_flags[0])
-                if completion is not None:
-                    return completion
+        inflight = self._inflight
+        while True:  # the hot path of a request/response loop: no clock, no closure, no queue, no helper call
+            token = uk_wait_one(self._r)  # submit, wait for one, reap: the token when it reaped just that one
+            if token > 0:
+                entry = inflight.pop(token, None)
+                if entry is not None:  # (None: our own close-time cancel request, as in _settle)
+                    cflags = self._out_flags[0]
+                    if cflags & F_MORE:  # multishot: registered until its last completion
+                        inflight[token] = entry
+                    return new_completion(Completion, (entry[0], self._out_res[0], cflags, token))
             else:
-                self._settle_reaped(n)
+                self._settle_reaped(token or self._out_counts[0])  # -errno, or several (batches included)
                 if ready:
                     return ready.popleft()
 
