@@ -28,17 +28,21 @@ What each loop does - the same work in every column, so the comparison is fair:
   and offset arrays allocated once), checking the last batch of every chunk (``Batch.check``); C and PyPI check
   every res == 4096. uringkit and C read into page-aligned buffers (an mmap; aligned_alloc): a bytearray's data
   starts mid-page, so each 4 KiB copy would straddle two pages, about 5 % slower here. PyPI's prep_read takes
-  only a bytearray, so its column reads into unaligned ones. Python baseline: an ``os.pread(fd, 4096, offset)`` loop over the same offsets.
+  only a bytearray, so its column reads into unaligned ones. Python baseline: an ``os.pread(fd, 4096, offset)``
+  loop over the same offsets.
 
 Every ring is set up alike (64 entries, COOP_TASKRUN where the kernel has it), so only the binding differs.
 Targets (the issue): uringkit reads at QD32 >= 0.8 x C; uringkit NOP >= 1 x PyPI at batch 1, >= 2 x at batch 32.
 
-Why batch 1 stays below PyPI's loop (measured here, quiet machine, best of 15): the kernel round trip is
-~0.27 us (C); uringkit's two calls into C (uk_prep_nop, uk_reap_one) alone take ~0.35 us, because every cffi
-call packs its arguments into a tuple and releases and retakes the GIL; PyPI's seven calls are fast-call
-builtins that keep the GIL (~0.50 us in all). On top, uringkit pays ~0.5 us for what makes it safe and Pythonic:
-a dict entry that keeps user_data and buffers alive until the completion, a fresh Completion object, and two
-Python method calls. The batch paths pay that once per batch, which is why they are the fast path.
+Why batch 1 stays below PyPI's loop (timeit, best of 7, quiet machine): the C loop's round trip is 0.16 us.
+uringkit's two bare calls into C (uk_prep_nop, uk_wait_one) already take 0.34 us with it, because every cffi
+call converts its arguments one by one and releases and retakes the GIL; PyPI's seven calls are Cython
+fast-call builtins (0.49 us for its whole loop, kernel included). What makes uringkit safe and Pythonic costs
+another 0.42 us: the ``nop`` method (0.09), the dict entry that keeps user_data and buffers alive until the
+completion (0.05), reading res and flags back (0.05), the checks of ``wait_cqe`` (0.04) and, the largest, a fresh
+``Completion`` named tuple (0.15 to make and free). Even with all of that removed, two cffi calls leave 0.15 us
+for everything else to tie PyPI's loop, so batch 1 cannot reach 1 x PyPI through cffi; the batch paths pay the
+same costs once per batch, which is why they are the fast path (and why batch 32 is 3.6 x PyPI).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ test_ring_advanced.py, batches and the randomized stress test in test_ring_batch
 ``ring`` fixture from conftest.py and the helpers from ringhelpers.py.
 """
 
-import contextlib
 import errno
 import gc
 import os
@@ -17,7 +16,7 @@ import weakref
 
 import pytest
 
-from uringkit.ring import Completion, Ring, RingClosedError, UringUnavailable, check, probe, supports
+from uringkit.ring import Ring, RingClosedError, UringUnavailable, check, probe, supports
 
 from ringhelpers import WAIT, Buf, drain, require_io_uring, signal_after
 

@@ -11,7 +11,8 @@ import weakref
 import pytest
 
 from ringhelpers import WAIT, Buf, drain, require_io_uring
-from uringkit.ring import SKIP_BIT, TURN_SEND_BIT, PreparedBuffer, Ring, RingClosedError
+from uringkit._ring_types import SKIP_BIT, TURN_SEND_BIT
+from uringkit.ring import PreparedBuffer, Ring, RingClosedError
 from uringkit._ring_types import F_MORE
 
 

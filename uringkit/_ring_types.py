@@ -1,5 +1,6 @@
-"""What crosses between a Ring and the kernel: the values it hands back (Completion, Batch, StatxResult), the
-C arguments it builds (timespec, sockaddr, iovec), and the one error choke point, ``check``.
+"""What crosses between a Ring and the kernel: the user_data codec's constants, the values it hands back
+(Completion, Batch, StatxResult), the C arguments it builds (timespec, sockaddr, iovec), and the one error choke
+point, ``check``.
 
 Private: ``uringkit.ring`` re-exports every public name (introduced in chapter 06, "Inside io_uring").
 """
@@ -16,6 +17,13 @@ from typing import Any, NamedTuple, Sequence
 from ._native import ffi, lib
 
 F_MORE = lib.IORING_CQE_F_MORE
+
+# The user_data codec (drawn in native/ring.h, which owns it: C hands out the tokens).
+BATCH_BIT = 1 << 63       # == UK_BATCH_BIT: a batch operation (C settles those itself)
+SKIP_BIT = 1 << 62        # == UK_SKIP_BIT: the operation posts no completion if it succeeds
+TURN_SEND_BIT = 1 << 61   # == UK_TURN_SEND_BIT: the send half of a send_recv turn
+MAX_BATCHES = 1024        # == UK_MAX_BATCHES in native/ring.h: batches in flight at once
+U64 = (1 << 64) - 1       # offset -1 means 'the file position', as (u64)-1 in the SQE
 
 
 def check(res: int) -> int:
