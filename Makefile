@@ -69,6 +69,7 @@ book: setup
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/ring.py
+	$(PY) benchmarks/ring_breakdown.py
 	$(PY) benchmarks/servers.py
 	$(PY) benchmarks/loadgen.py
 

@@ -34,15 +34,16 @@ What each loop does - the same work in every column, so the comparison is fair:
 Every ring is set up alike (64 entries, COOP_TASKRUN where the kernel has it), so only the binding differs.
 Targets (the issue): uringkit reads at QD32 >= 0.8 x C; uringkit NOP >= 1 x PyPI at batch 1, >= 2 x at batch 32.
 
-Why batch 1 stays below PyPI's loop (timeit, best of 7, quiet machine): the C loop's round trip is 0.16 us.
-uringkit's two bare calls into C (uk_prep_nop, uk_wait_one) already take 0.34 us with it, because every cffi
-call converts its arguments one by one and releases and retakes the GIL; PyPI's seven calls are Cython
-fast-call builtins (0.49 us for its whole loop, kernel included). What makes uringkit safe and Pythonic costs
-another 0.42 us: the ``nop`` method (0.09), the dict entry that keeps user_data and buffers alive until the
-completion (0.05), reading res and flags back (0.05), the checks of ``wait_cqe`` (0.04) and, the largest, a fresh
-``Completion`` named tuple (0.15 to make and free). Even with all of that removed, two cffi calls leave 0.15 us
-for everything else to tie PyPI's loop, so batch 1 cannot reach 1 x PyPI through cffi; the batch paths pay the
-same costs once per batch, which is why they are the fast path (and why batch 32 is 3.6 x PyPI).
+Why batch 1 stays below PyPI's loop (``benchmarks/ring_breakdown.py`` measures it layer by layer; timeit, best
+of 7, quiet machine): the C loop's round trip is 0.16 us. uringkit's two bare calls into C (uk_prep_nop,
+uk_wait_one) already take 0.35 us with it, because every cffi call converts its arguments one by one and
+releases and retakes the GIL; PyPI's seven calls are Cython fast-call builtins (0.49 us for its whole loop,
+kernel included). What makes uringkit safe and Pythonic costs another 0.43 us: the table entry that keeps
+user_data and buffers alive until the completion (0.06), reading res and flags back (0.05), a fresh
+``Completion`` named tuple (0.15 to make and free) and the two methods with their checks (0.17). The floor, the
+table and the read-back already make 0.45 us, leaving 0.04 us to tie PyPI for the object handed back and two
+method calls, which cost 0.32: through cffi, batch 1 cannot reach 1 x PyPI without giving up that safety; the batch paths pay these costs once per batch, which is why they are the fast path (and why
+batch 32 is 3.6 x PyPI).
 """
 
 from __future__ import annotations
