@@ -47,13 +47,12 @@
 #include <unistd.h>
 
 #include "loadgen.h"
+#include "response.h"
 
 _Static_assert(UK_HIST_BUCKETS == sizeof(((struct uk_load_result *)0)->latency_us) / sizeof(uint64_t),
                "UK_HIST_BUCKETS must match the array cffi sees in struct uk_load_result");
 
 #define READ_BUF (64 * 1024)     /* one per thread: responses are parsed as they stream through it */
-#define LINE_KEEP 64             /* bytes of each header line kept: enough for the names and values we read */
-#define HEAD_MAX (64 * 1024)     /* a response head longer than this is not one of our servers talking */
 #define EVENTS_MAX 512           /* epoll events taken per wait */
 #define RETRY_DELAY_MS 10        /* closed loop: pause after a connect error before the slot tries again */
 #define RAMP_SETTLE_MS 100       /* a ramping slot connected this long ago is taken as accepted */
@@ -63,7 +62,6 @@ _Static_assert(UK_HIST_BUCKETS == sizeof(((struct uk_load_result *)0)->latency_u
 #define NS_PER_MS 1000000LL
 
 enum state { S_IDLE, S_CONNECTING, S_SENDING, S_READING, S_WAITING, S_PARKED };
-enum phase { P_HEAD, P_BODY, P_BODY_TO_EOF, P_DONE };
 enum failure { F_CONNECT, F_CONNECT_TIMEOUT, F_TIMEOUT, F_READ };
 
 struct conn;
@@ -77,21 +75,17 @@ struct tlist {
 
 struct conn {
     int fd;                     /* -1: no socket */
-    uint8_t state, phase, line_len, ramping, server_close, connected, registered, used, served;
+    uint8_t state, ramping, connected, registered, used, served;
     uint16_t outstanding;       /* requests sent (or being sent) whose responses have not all arrived */
     uint16_t tickets;           /* requests=N mode: how many of the N this slot holds */
     uint32_t events;            /* what epoll watches for this fd */
-    uint16_t status;
-    uint16_t head_lines;
-    uint32_t head_bytes;
     size_t sent, send_len;      /* bytes of the request(s) written / to write */
-    int64_t body_left;          /* -1: no Content-Length seen (yet) */
     int64_t start_ns;           /* latency origin: when the request started (closed) or was intended (open) */
     int64_t connect_ns;
     int64_t deadline_ns;
     struct conn *tprev, *tnext;
     struct tlist *tl;           /* the timer list this slot is on, if any */
-    char line[LINE_KEEP];       /* the current header line, truncated */
+    struct uk_response resp;    /* the response being read */
 };
 
 struct run {                    /* shared by all threads; read-only once they start, except the atomics */
@@ -145,51 +139,6 @@ static int64_t now_ns(void)
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* --- histogram -------------------------------------------------------------------------------------------- */
-static unsigned hist_index(uint64_t us)
-{
-    if (us < UK_HIST_LINEAR)
-        return us;
-    unsigned msb = 63 - __builtin_clzll(us);          /* >= 8 */
-    unsigned shift = msb - 7;                          /* bucket width 2^shift in group `shift` */
-    if (shift > UK_HIST_GROUPS)
-        return UK_HIST_BUCKETS - 1;
-    return UK_HIST_LINEAR + (shift - 1) * UK_HIST_SUB + (unsigned)(us >> shift) - UK_HIST_SUB;
-}
-
-uint64_t uk_load_bucket_low(unsigned i)
-{
-    if (i < UK_HIST_LINEAR)
-        return i;
-    unsigned shift = (i - UK_HIST_LINEAR) / UK_HIST_SUB + 1;
-    return (uint64_t)((i - UK_HIST_LINEAR) % UK_HIST_SUB + UK_HIST_SUB) << shift;
-}
-
-uint64_t uk_load_bucket_width(unsigned i)
-{
-    return i < UK_HIST_LINEAR ? 1 : 1ULL << ((i - UK_HIST_LINEAR) / UK_HIST_SUB + 1);
-}
-
-double uk_load_percentile(const struct uk_load_result *r, double percent)
-{
-    uint64_t total = 0, seen = 0;
-    for (unsigned i = 0; i < UK_HIST_BUCKETS; i++)
-        total += r->latency_us[i];
-    if (total == 0 || percent <= 0)
-        return 0;
-    uint64_t rank = (uint64_t)(percent / 100.0 * total + 0.999999);   /* the rank-th smallest latency */
-    if (rank < 1)
-        rank = 1;
-    for (unsigned i = 0; i < UK_HIST_BUCKETS; i++) {
-        seen += r->latency_us[i];
-        if (seen >= rank) {
-            double mid = uk_load_bucket_low(i) + (uk_load_bucket_width(i) - 1) / 2.0;
-            return mid < r->latency_max_us ? mid : r->latency_max_us;
-        }
-    }
-    return r->latency_max_us;
-}
-
 /* --- timers ----------------------------------------------------------------------------------------------- */
 static void tl_push(struct tlist *l, struct conn *c, int64_t now)
 {
@@ -219,106 +168,6 @@ static void tl_remove(struct conn *c)
         l->tail = c->tprev;
     c->tl = NULL;
     c->tprev = c->tnext = NULL;
-}
-
-/* --- response parser: fed whatever bytes arrive, in pieces of any size ---------------------------------------- */
-static void parser_reset(struct conn *c)
-{
-    c->phase = P_HEAD;
-    c->line_len = 0;
-    c->head_lines = 0;
-    c->head_bytes = 0;
-    c->body_left = -1;
-    c->status = 0;
-    c->server_close = 0;
-}
-
-static int has_prefix(const char *line, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    return len >= n && strncasecmp(line, name, n) == 0;
-}
-
-/* One complete line of the head (without its CRLF); -1 if the response is not HTTP/1.x we can frame. */
-static int head_line(struct conn *c)
-{
-    size_t len = c->line_len;
-    if (len && c->line[len - 1] == '\r')
-        len--;
-    c->line[len] = '\0';
-    const char *s = c->line;
-    if (c->head_lines++ == 0) {               /* "HTTP/1.1 200 OK" */
-        if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ')
-            return -1;
-        for (int i = 9; i < 12; i++)
-            if (s[i] < '0' || s[i] > '9')
-                return -1;
-        c->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
-        return 0;
-    }
-    if (len == 0) {                           /* end of the head */
-        if (c->status / 100 == 1) {           /* 1xx: an interim response; the real one follows */
-            parser_reset(c);
-            return 0;
-        }
-        if (c->status == 204 || c->status == 304)
-            c->body_left = 0;
-        c->phase = c->body_left == 0 ? P_DONE : c->body_left > 0 ? P_BODY : P_BODY_TO_EOF;
-        if (c->phase == P_BODY_TO_EOF)
-            c->server_close = 1;              /* no length: the body ends where the connection does */
-        return 0;
-    }
-    if (has_prefix(s, len, "content-length:")) {
-        char *end;
-        const char *v = s + 15;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (end == v || errno || (*end && *end != ' ' && *end != '\t') || *v == '-' || c->line_len == LINE_KEEP - 1)
-            return -1;
-        c->body_left = (int64_t)n;
-    } else if (has_prefix(s, len, "connection:")) {
-        c->server_close = strcasestr(s + 11, "close") != NULL;
-    } else if (has_prefix(s, len, "transfer-encoding:")) {
-        return -1;                            /* chunked framing: none of the book's servers sends it */
-    }
-    return 0;
-}
-
-/* Consume up to n bytes of c's response; returns the bytes used (fewer once the response is complete), -1 on
- * a response we cannot frame. */
-static ssize_t parse(struct conn *c, const char *p, size_t n)
-{
-    const char *start = p, *end = p + n;
-    while (p < end && c->phase != P_DONE) {
-        if (c->phase == P_HEAD) {
-            const char *nl = memchr(p, '\n', end - p);
-            size_t take = (nl ? nl : end) - p;
-            size_t room = LINE_KEEP - 1 - c->line_len;
-            c->head_bytes += take + (nl != NULL);
-            if (c->head_bytes > HEAD_MAX)
-                return -1;
-            memcpy(c->line + c->line_len, p, take < room ? take : room);
-            c->line_len += take < room ? take : room;
-            p += take;
-            if (!nl)
-                break;
-            p++;
-            if (head_line(c) < 0)
-                return -1;
-            c->line_len = 0;
-        } else if (c->phase == P_BODY) {
-            size_t take = (size_t)(end - p) < (uint64_t)c->body_left ? (size_t)(end - p) : (size_t)c->body_left;
-            c->body_left -= take;
-            p += take;
-            if (c->body_left == 0)
-                c->phase = P_DONE;
-        } else {                              /* P_BODY_TO_EOF: everything until the server closes */
-            p = end;
-        }
-    }
-    return p - start;
 }
 
 /* --- slots ------------------------------------------------------------------------------------------------ */
@@ -446,14 +295,14 @@ static void count_response(struct worker *w, struct conn *c, int64_t now)
 {
     struct run *r = w->run;
     int64_t lat = now - c->start_ns;
-    w->r.latency_us[hist_index((uint64_t)(lat + 500) / 1000)]++;
+    w->r.latency_us[uk_hist_index((uint64_t)(lat + 500) / 1000)]++;
     w->lat_sum_ns += lat;
     if (lat > w->lat_max_ns)
         w->lat_max_ns = lat;
     w->r.completed++;
-    if (c->status < 200 || c->status > 299) {
+    if (c->resp.status < 200 || c->resp.status > 299) {
         w->r.non_2xx++;
-        w->r.last_non_2xx_status = c->status;
+        w->r.last_non_2xx_status = c->resp.status;
     }
     c->served = 1;
     c->outstanding--;
@@ -468,7 +317,7 @@ static void batch_done(struct worker *w, struct conn *c)
 {
     tl_remove(c);
     ramp_done(w, c);
-    if (!w->run->cfg->keepalive || c->server_close)
+    if (!w->run->cfg->keepalive || c->resp.server_close)
         close_conn(w, c);
     slot_free(w, c);
 }
@@ -572,7 +421,7 @@ static void start_request(struct worker *w, struct conn *c, int64_t start, int n
     c->outstanding = n;
     c->sent = 0;
     c->send_len = n * w->run->req_one;
-    parser_reset(c);
+    uk_response_reset(&c->resp);
     if (c->fd < 0) {
         begin_connect(w, c);
     } else {
@@ -619,12 +468,12 @@ static void on_readable(struct worker *w, struct conn *c)
             size_t left = n;
             int64_t now = 0;
             for (;;) {                         /* a read may end one response and begin the next (pipelining) */
-                ssize_t used = parse(c, p, left);
+                ssize_t used = uk_response_feed(&c->resp, p, left);
                 if (used < 0) {
                     fail(w, c, F_READ, EPROTO);
                     return;
                 }
-                if (c->phase != P_DONE)
+                if (c->resp.phase != UK_RESPONSE_DONE)
                     break;
                 count_response(w, c, now ? now : (now = now_ns()));
                 p += used;
@@ -636,7 +485,7 @@ static void on_readable(struct worker *w, struct conn *c)
                         batch_done(w, c);
                     return;
                 }
-                parser_reset(c);
+                uk_response_reset(&c->resp);
                 if (!left)
                     break;
             }
@@ -645,7 +494,7 @@ static void on_readable(struct worker *w, struct conn *c)
             continue;
         }
         if (n == 0) {
-            if (c->phase == P_BODY_TO_EOF)
+            if (c->resp.phase == UK_RESPONSE_BODY_TO_EOF)
                 count_response(w, c, now_ns());
             if (c->outstanding)
                 fail(w, c, F_READ, 0);         /* EOF before the response(s) were complete */

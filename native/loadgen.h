@@ -25,6 +25,9 @@
 #define UK_HIST_GROUPS 28
 #define UK_HIST_BUCKETS (UK_HIST_LINEAR + UK_HIST_GROUPS * UK_HIST_SUB)
 
+/* The bucket a latency of `us` microseconds is counted in (histogram.c; the last bucket takes everything
+ * longer). Not for Python: it reads the buckets through the functions below. */
+unsigned uk_hist_index(uint64_t us);
 
 /* cffi-begin */
 #define UK_PIPELINE_MAX 1000   /* requests per batch on one connection: the bytes are built once, that many times */
