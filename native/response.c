@@ -60,7 +60,8 @@ static int head_line(struct uk_response *r)
             v++;
         errno = 0;
         unsigned long long n = strtoull(v, &end, 10);
-        if (end == v || errno || (*end && *end != ' ' && *end != '\t') || *v == '-' || r->line_len == UK_RESPONSE_LINE_KEEP - 1)
+        if (end == v || errno || (*end && *end != ' ' && *end != '\t') || *v == '-' ||
+            r->line_len == UK_RESPONSE_LINE_KEEP - 1) /* a truncated line may have lost digits */
             return -1;
         r->body_left = (int64_t)n;
     } else if (has_prefix(s, len, "connection:")) {

@@ -6,7 +6,8 @@ answer: ``None`` means "no complete request yet, read more"; otherwise it return
 Python call per request, and the answer is always a ready-made ``Response``: bytes to send (headers and a small
 body built as ONE object, so it leaves in one send and Nagle's algorithm never holds half of it back), optionally
 followed by a file to send after them, optionally after a delay. The rules are the contract of
-``uringkit.servers`` (routes, keep-alive, limits, status codes); the C twin is ``native/http.c``.
+``uringkit.servers`` (routes, keep-alive, limits, status codes); the C twins are ``native/http_parse.c`` and
+``native/http.c``.
 """
 
 from __future__ import annotations
