@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from uringkit import bench
-from uringkit.bench import GRID_2019, MEDIAN, Record, Results, sweep
+from uringkit import _records
+from uringkit._records import MEDIAN
+from uringkit.bench import GRID_2019, Record, Results, sweep
 
 pytestmark = pytest.mark.timeout(60)
 POINT_S = 0.15   # seconds per measured point: enough for hundreds of requests on loopback
@@ -411,7 +413,7 @@ def test_digitized_2019_is_records_with_impl_2019():
 
 
 def test_reference_explains_a_missing_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "REFERENCE_CSV", tmp_path / "reference_sweep.csv")
+    monkeypatch.setattr(_records, "REFERENCE_CSV", tmp_path / "reference_sweep.csv")
     with pytest.raises(FileNotFoundError, match="no reference sweep recorded yet"):
         bench.reference()
     recorded = Results([_rec(rps=1.5)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uringkit import bench, plots, widgets
+from uringkit import _records, bench, plots, widgets
 from uringkit.bench import Record, Results
 
 from test_bench import Calls, Factory, POINT_S
@@ -85,7 +85,7 @@ def test_widget_controls_drive_the_same_logic(results, capsys):
 
 
 def test_explore_falls_back_to_the_2019_curves_without_a_reference(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(bench, "REFERENCE_CSV", tmp_path / "missing.csv")
+    monkeypatch.setattr(_records, "REFERENCE_CSV", tmp_path / "missing.csv")
     ex = widgets.explore(static=True)
     assert "showing the curves digitized from the 2019 charts" in capsys.readouterr().out
     assert len(ex.figure.uk_series) == 7 and ex.static
