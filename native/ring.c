@@ -243,7 +243,7 @@ int uk_queue_batch(struct uk_ring *r, const struct uk_batch *b, unsigned slot, i
         return -EBADFD;
     if (slot >= UK_MAX_BATCHES || r->batch_res[slot])
         return -EINVAL;
-    if (b->op != UK_OP_NOP && (!b->buf || !b->offsets))
+    if ((b->op != UK_OP_NOP && (!b->buf || !b->offsets)) || b->n >= UK_BATCH_FINISHED_ALONE)
         return -EINVAL;
     for (i = 0; i < b->n; i++) {
         struct io_uring_sqe *sqe = uk_get_sqe(r);
@@ -281,6 +281,8 @@ int uk_queue_batch(struct uk_ring *r, const struct uk_batch *b, unsigned slot, i
             break;
         reap_ready(r);
     }
+    if (!r->batch_res[slot] && r->out.n == 0 && r->out.n_batches_done == 1)
+        return (int)i | UK_BATCH_FINISHED_ALONE;
     return (int)i;
 }
 

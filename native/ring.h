@@ -116,7 +116,10 @@ struct uk_batch {
 
 /* Queue batch b as batch `slot`; returns how many operations were prepared (n unless the kernel refused to take
  * queued entries half-way), or -errno. With wait, also submit and reap until the batch is done (see ring.c),
- * leaving r->out as uk_reap does. */
+ * leaving r->out as uk_reap does; if that reap brought this batch's completions and nothing else, the count
+ * carries UK_BATCH_FINISHED_ALONE: the batch is done, its slot free again, and the caller has nothing to settle
+ * (a queue-depth loop's usual round, which then costs Python no bookkeeping at all). */
+#define UK_BATCH_FINISHED_ALONE 0x40000000  /* above any n a batch may have (n < this) */
 int uk_queue_batch(struct uk_ring *r, const struct uk_batch *b, unsigned slot, int wait);
 int uk_reap(struct uk_ring *r, int submit, unsigned wait_nr, int64_t timeout_ns);
 /* uk_reap(r, 1, 1, -1), the hot path of a request/response loop, with one argument: cffi packs the arguments of

@@ -356,3 +356,23 @@ def test_wait_cqe_that_also_finishes_a_batch_settles_both(ring):
     ring.nop(user_data="single")
     assert ring.wait_cqe().user_data == "single"
     assert batch.done and batch.check() == [0, 0, 0] and ring.in_flight == 0
+
+
+def test_requeue_settles_completions_that_arrive_with_the_batch(ring):
+    """A requeue whose wait also reaps a single completion takes the full path: both are settled, none lost."""
+    batch = ring.nop_batch(4, wait=True)
+    for round_ in range(3):
+        ring.nop(user_data=round_)
+        assert ring.requeue(batch, wait=True).done and batch.check() == [0] * 4
+        assert ring.wait_cqe(timeout=WAIT).user_data == round_
+    assert ring.in_flight == 0
+
+
+def test_requeue_rounds_leak_no_batch_slot(ring):
+    batch = ring.nop_batch(2, wait=True)
+    for _ in range(2 * MAX_BATCHES):          # rounds that finish alone in C: Python takes no slot for them
+        ring.requeue(batch, wait=True)
+    assert batch.done and batch.n == 2 and ring.in_flight == 0
+    others = [ring.nop_batch(1) for _ in range(MAX_BATCHES)]  # every slot is still free
+    for b in others:
+        assert ring.wait_batch(b, timeout=WAIT)

@@ -27,6 +27,7 @@ from ._ring_types import (
 
 _from_buffer = ffi.from_buffer  # a module global: cheaper than ffi.from_buffer on every operation
 _CQE_SKIP_SUCCESS = lib.IOSQE_CQE_SKIP_SUCCESS  # a plain int: arithmetic on an IntFlag member runs Python code
+_FINISHED_ALONE = lib.UK_BATCH_FINISHED_ALONE
 
 
 class Operations:
@@ -271,10 +272,14 @@ class Operations:
         queue-depth loop: no conversion and no allocation per round). ``wait`` as for ``nop_batch``."""
         if not batch.done:
             raise ValueError("this batch is still in flight: wait for it before queuing it again")
-        if not self._free_slots:
+        free_slots = self._free_slots
+        if not free_slots:
             raise OSError(errno.EBUSY, f"{MAX_BATCHES} batches already in flight: reap some first")
-        slot = self._free_slots.pop()
-        got = uk_queue_batch(self._r, batch._spec, slot, wait)
+        got = uk_queue_batch(self._r, batch._spec, free_slots[-1], wait)
+        if got == batch._size | _FINISHED_ALONE:  # done in that call, nothing else reaped: nothing to settle
+            batch.n = batch._size
+            return batch
+        slot = free_slots.pop()
         if got <= 0:
             self._free_slots.append(slot)
             if self.closed:
