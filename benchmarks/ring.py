@@ -42,8 +42,9 @@ kernel included). What makes uringkit safe and Pythonic costs another 0.43 us: t
 user_data and buffers alive until the completion (0.06), reading res and flags back (0.05), a fresh
 ``Completion`` named tuple (0.15 to make and free) and the two methods with their checks (0.17). The floor, the
 table and the read-back already make 0.45 us, leaving 0.04 us to tie PyPI for the object handed back and two
-method calls, which cost 0.32: through cffi, batch 1 cannot reach 1 x PyPI without giving up that safety; the batch paths pay these costs once per batch, which is why they are the fast path (and why
-batch 32 is about 4 x PyPI).
+method calls, which cost 0.32: through cffi, batch 1 cannot reach 1 x PyPI without giving up that safety. The
+batch paths pay these costs once per batch, which is why they are the fast path (and why batch 32 is about
+4 x PyPI).
 """
 
 from __future__ import annotations
