@@ -26,10 +26,10 @@ What each loop does - the same work in every column, so the comparison is fair:
   uringkit: one ``read_batch(...)``, then per round ``batch.offsets[:] = next_offsets`` and
   ``ring.requeue(batch, wait=True)`` (the documented queue-depth loop: the buffer is converted and the result
   and offset arrays allocated once), checking the last batch of every chunk (``Batch.check``); C and PyPI check
-  every res == 4096. uringkit and C read into page-aligned buffers (an mmap; aligned_alloc): a bytearray's data
-  starts mid-page, so each 4 KiB copy would straddle two pages, about 5 % slower here. PyPI's prep_read takes
-  only a bytearray, so its column reads into unaligned ones. Python baseline: an ``os.pread(fd, 4096, offset)``
-  loop over the same offsets.
+  every res == 4096. uringkit and C read into page-aligned buffers (an mmap; aligned_alloc), so each 4 KiB read
+  lands in one page in both; a bytearray's data starts mid-page (no difference measured here, but the
+  comparison should not depend on it). PyPI's prep_read takes only a bytearray, so its column reads into
+  unaligned ones. Python baseline: an ``os.pread(fd, 4096, offset)`` loop over the same offsets.
 
 Every ring is set up alike (64 entries, COOP_TASKRUN where the kernel has it), so only the binding differs.
 Targets (the issue): uringkit reads at QD32 >= 0.8 x C; uringkit NOP >= 1 x PyPI at batch 1, >= 2 x at batch 32.

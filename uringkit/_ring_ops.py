@@ -263,7 +263,6 @@ class Operations:
     def _batch(self, op: int, n: int, fd: int, cbuf, size: int, offsets, flags: int, wait: bool) -> Batch:
         if flags & _CQE_SKIP_SUCCESS:
             raise ValueError("a batch waits for every result: CQE_SKIP_SUCCESS would leave it unfinished forever")
-        self._live_io()
         batch = Batch(op, n, fd, cbuf, size, offsets, flags)
         return self.requeue(batch, wait=wait) if n else batch  # an empty batch is done at once
 
@@ -279,12 +278,11 @@ class Operations:
         if got == batch._size | _FINISHED_ALONE:  # done in that call, nothing else reaped: nothing to settle
             batch.n = batch._size
             return batch
-        slot = free_slots.pop()
-        if got <= 0:
-            self._free_slots.append(slot)
+        if got <= 0:  # nothing was queued: the slot stays free
             if self.closed:
                 raise RingClosedError("this Ring is closed")
             raise OSError(errno.EBUSY if got == 0 else -got, "could not prepare the batch")
+        slot = free_slots.pop()
         batch.n, batch.done = got, False
         self._batches[slot] = batch
         self._batches_in_flight += 1
